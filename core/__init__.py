@@ -1,0 +1,52 @@
+"""segdeep: semantic segmentation of large aerial and satellite rasters.
+
+The engine. It never imports Qt, qtpy, magicgui or napari; the napari plugin is ``napari_segdeep``.
+Heavy parts (torch models, inference) are imported lazily so that ``import segdeep`` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it (imported on first use).
+_LAZY = {
+    "SegdeepError": "errors",
+    "ClassInfo": "classes",
+    "DUBAI_CLASSES": "classes",
+    "load_classes": "classes",
+    "decode_rgb_mask": "classes",
+    "open_raster": "raster",
+    "read_window": "raster",
+    "write_labels": "raster",
+    "ConfusionMatrix": "metrics",
+    "scores": "metrics",
+    "write_report": "report",
+    "evaluate_rasters": "evaluate",
+    "make_sample_scene": "sample",
+    "create_model": "models.registry",
+    "list_models": "models.registry",
+    "register_model": "models.registry",
+    "load_bundle": "models.bundle",
+    "save_bundle": "models.bundle",
+    "ModelCard": "models.bundle",
+    "dense_crf": "crf",
+    "iter_predict": "inference",
+    "predict_raster": "inference",
+    "vectorize_raster": "vectorize",
+    "train": "training",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'segdeep' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
