@@ -128,7 +128,7 @@ def decode_rgb_mask(
     if code.size and unknown.mean() > max_unknown_fraction:
         values, counts = np.unique(code[unknown], return_counts=True)
         top = values[np.argsort(counts)[::-1][:3]]
-        names = ", ".join("#{:06X}".format(int(v)) for v in top)
+        names = ", ".join(f"#{int(v):06X}" for v in top)
         raise SegdeepError(
             f"{where}: {unknown.mean():.1%} of pixels have colours that are in no class (most common: {names}); "
             f"the palette has {', '.join(c.hex for c in classes)}"
