@@ -1,0 +1,454 @@
+"""Label raster -> polygons for GIS, streamed block by block without seams.
+
+Each block is polygonized with :func:`rasterio.features.shapes` (4-connectivity, so pixels touching
+only at a corner are separate polygons and every polygon is valid) in *global pixel coordinates*:
+vertices are exact integers, so pieces of one region cut by a block edge share their edge exactly.
+Polygons that touch no inner block edge are final at once. Pieces touching an inner block edge wait
+until their block row is done; pieces of the same class that share an edge (not just a corner) are
+grouped (STRtree + DE-9IM boundary/boundary dimension 1) and a group is unioned and written as soon
+as it cannot grow into the next block row. Memory is one block plus the pieces of regions still open
+across the current block-row border. Geometries go to CRS coordinates (the raster's transform) only
+when written, so the result is the same for any block size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+from rasterio.windows import Window
+
+from .classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
+from .errors import SegdeepError
+from .raster import _open, open_raster, read_classes_tag, read_window
+
+FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "shp": ("ESRI Shapefile", ".shp")}
+_EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson", ".shp": "shp"}
+#: Features buffered per layer before a write to disk.
+_FLUSH_FEATURES = 20_000
+
+
+def format_from_path(path: str | Path) -> str:
+    """The vector format implied by a file extension (``.gpkg``, ``.geojson``/``.json``, ``.shp``)."""
+    fmt = _EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise SegdeepError(f"{path}: unknown vector format {Path(path).suffix!r}; use .gpkg, .geojson or .shp "
+                           "or give the format")
+    return fmt
+
+
+# --------------------------------------------------------------------------------------------------
+# Block polygonization and border merging (pixel coordinates)
+
+
+def polygonize_block(labels: np.ndarray, mask: np.ndarray, col_off: int = 0,
+                     row_off: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of a label block in global pixel coordinates: ``(geometries, class values uint8)``.
+
+    ``mask`` (bool) selects the pixels that may become polygons; ``col_off``/``row_off`` place the
+    block in the raster (pixels). Vertices are integers, 4-connectivity.
+    """
+    items = list(shapes(labels, mask=mask, connectivity=4, transform=Affine.translation(col_off, row_off)))
+    if not items:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)
+    rings = [r for geom, _ in items for r in geom["coordinates"]]
+    ring_len = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+    n_rings = np.fromiter((len(g["coordinates"]) for g, _ in items), dtype=np.int64, count=len(items))
+    coords = np.array([xy for r in rings for xy in r], dtype=np.float64)
+    geoms = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords,
+        (np.concatenate([[0], np.cumsum(ring_len)]), np.concatenate([[0], np.cumsum(n_rings)])),
+    )
+    values = np.fromiter((v for _, v in items), dtype=np.float64, count=len(items)).astype(np.uint8)
+    return geoms, values
+
+
+def _components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Connected-component label (a representative index) of each of ``n`` nodes given edge arrays."""
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    for a, b in pairs:
+        for i, j in zip(a.tolist(), b.tolist(), strict=True):
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n)], dtype=np.int64)
+
+
+class BorderMerger:
+    """Merge polygon pieces cut by block edges, one block row at a time (pixel coordinates).
+
+    Call :meth:`add` with the border pieces of each block of a row, then :meth:`finish_row` with the
+    row's last pixel row (exclusive); it returns the regions that are complete. Regions still
+    touching the row's bottom edge stay open until a later row completes them.
+    """
+
+    def __init__(self, height: int) -> None:
+        self.height = height
+        self._geoms = np.empty(0, dtype=object)   # pieces of open regions
+        self._cls = np.empty(0, dtype=np.uint8)
+        self._comp = np.empty(0, dtype=np.int64)  # region id of each open piece
+        self._new: list[tuple[np.ndarray, np.ndarray]] = []
+        self.max_open = 0  # most pieces held at once (for memory diagnostics)
+
+    def add(self, geoms: np.ndarray, cls: np.ndarray) -> None:
+        if len(geoms):
+            self._new.append((geoms, cls))
+
+    def finish_row(self, row_start: int, row_end: int) -> Iterator[tuple[int, object]]:
+        """Group and return finished regions as ``(class value, polygon)`` (pixel coordinates)."""
+        n_old = len(self._geoms)
+        new_g = [g for g, _ in self._new]
+        geoms = np.concatenate([self._geoms, *new_g]) if new_g else self._geoms
+        cls = np.concatenate([self._cls, *[c for _, c in self._new]]) if new_g else self._cls
+        self._new = []
+        n = len(geoms)
+        self.max_open = max(self.max_open, n)
+        if n == 0:
+            return
+        maxy = shapely.bounds(geoms)[:, 3]
+        # Old pieces of one region are linked to its first piece.
+        pairs = []
+        if n_old:
+            _, first, inverse = np.unique(self._comp, return_index=True, return_inverse=True)
+            pairs.append((np.arange(n_old), first[inverse]))
+        # Pieces that may share an edge: everything new, and old pieces on this row's top edge.
+        active = np.flatnonzero((np.arange(n) >= n_old) | (maxy == row_start))
+        if len(active) > 1:
+            tree = shapely.STRtree(geoms[active])
+            qi, qj = tree.query(geoms[active], predicate="intersects")
+            a, b = active[qi], active[qj]
+            keep = (a < b) & (cls[a] == cls[b])
+            a, b = a[keep], b[keep]
+            shared_edge = shapely.relate_pattern(geoms[a], geoms[b], "****1****")
+            pairs.append((a[shared_edge], b[shared_edge]))
+        comp = _components(n, pairs)
+        # A region is finished unless one of its pieces reaches this row's bottom edge.
+        if row_end < self.height:
+            open_comps = np.unique(comp[maxy == row_end])
+            still_open = np.isin(comp, open_comps)
+        else:
+            still_open = np.zeros(n, dtype=bool)
+        self._geoms, self._cls, self._comp = geoms[still_open], cls[still_open], comp[still_open]
+        done = np.flatnonzero(~still_open)
+        order = done[np.argsort(comp[done], kind="stable")]
+        starts = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            members = order[s:e]
+            if e - s == 1:
+                yield int(cls[members[0]]), geoms[members[0]]
+            else:
+                merged = shapely.union_all(geoms[members])
+                for part in shapely.get_parts(merged):  # one Polygon, by construction
+                    yield int(cls[members[0]]), part
+
+
+def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
+                  progress: Callable[[int, int], None] | None = None, stats: dict | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
+
+    Batches come per block (interior polygons) and per block row (merged border regions). Nodata
+    (255, or masked) and ``exclude`` class values never become polygons. ``progress(done, total)``
+    is called after each block; ``stats`` (a dict) receives ``blocks`` and ``max_open_pieces``.
+    """
+    if block_size < 1:
+        raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
+    ds = _open(labels_path)
+    with ds:
+        if ds.count != 1:
+            raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {ds.count}")
+        width, height = ds.width, ds.height
+        merger = BorderMerger(height)
+        n_rows, n_cols = -(-height // block_size), -(-width // block_size)
+        done = 0
+        excluded = np.zeros(256, dtype=bool)
+        excluded[list(exclude)] = True
+        excluded[NODATA_LABEL] = True
+        for r in range(n_rows):
+            r0, r1 = r * block_size, min(height, (r + 1) * block_size)
+            for c in range(n_cols):
+                c0, c1 = c * block_size, min(width, (c + 1) * block_size)
+                data, valid = read_window(ds, Window(c0, r0, c1 - c0, r1 - r0))
+                labels = data[0]
+                if labels.dtype != np.uint8:
+                    if valid.any() and (labels[valid].min() < 0 or labels[valid].max() > 254):
+                        raise SegdeepError(f"{labels_path}: label values must be 0-254 (255 = nodata), got "
+                                           f"{labels[valid].min()}..{labels[valid].max()}")
+                    labels = np.where(valid, labels, 0).astype(np.uint8)
+                mask = valid & ~excluded[labels]
+                geoms, cls = polygonize_block(labels, mask, c0, r0)
+                if len(geoms):
+                    b = shapely.bounds(geoms)
+                    border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
+                              | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
+                    if (~border).any():
+                        yield cls[~border], geoms[~border]
+                    merger.add(geoms[border], cls[border])
+                done += 1
+                if progress is not None:
+                    progress(done, n_rows * n_cols)
+            merged = list(merger.finish_row(r0, r1))
+            if stats is not None:
+                stats.update(blocks=done, max_open_pieces=merger.max_open)
+            if merged:
+                yield (np.array([m[0] for m in merged], dtype=np.uint8),
+                       np.array([m[1] for m in merged], dtype=object))
+
+
+# --------------------------------------------------------------------------------------------------
+# Attributes and writing
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_") or "class"
+
+
+def _apply_transform(geoms: np.ndarray, transform: Affine) -> np.ndarray:
+    if transform == Affine.identity():
+        return geoms
+    a, b, c, d, e, f = transform[:6]
+
+    def affine(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return np.column_stack([a * x + b * y + c, d * x + e * y + f])
+
+    return shapely.transform(geoms, affine)
+
+
+class _Sink:
+    """Buffered writer of polygon layers through pyogrio, into a temporary folder."""
+
+    def __init__(self, out_path: Path, fmt: str, tmpdir: Path, crs_wkt: str | None, fields: list[str],
+                 per_class: bool) -> None:
+        self.driver, self.suffix = FORMATS[fmt]
+        self.fmt, self.out_path, self.tmpdir, self.crs_wkt = fmt, out_path, tmpdir, crs_wkt
+        self.fields, self.per_class = fields, per_class
+        self.buffers: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
+        self.counts: dict[str, int] = {}
+
+    def file_for(self, layer: str) -> Path:
+        """Final path of a layer's file (GeoPackage: one file; others: one file per layer)."""
+        if self.fmt == "gpkg" or not self.per_class:
+            return self.out_path
+        return self.out_path.with_name(f"{self.out_path.stem}_{layer}{self.suffix}")
+
+    def add(self, layer: str, wkb: np.ndarray, columns: list[np.ndarray]) -> None:
+        buf = self.buffers.setdefault(layer, [])
+        buf.append((wkb, columns))
+        if sum(len(w) for w, _ in buf) >= _FLUSH_FEATURES:
+            self.flush(layer)
+
+    def flush(self, layer: str) -> None:
+        import pyogrio.raw
+
+        buf = self.buffers.get(layer) or []
+        if not buf and layer in self.counts:
+            return
+        if buf:
+            wkb = np.concatenate([w for w, _ in buf])
+            cols = [np.concatenate([c[i] for _, c in buf]) for i in range(len(self.fields))]
+        else:  # an empty layer, so that every class has its layer
+            kinds = {"class_index": np.int32, "class_idx": np.int32, "class_name": object}
+            wkb, cols = np.empty(0, dtype=object), [np.empty(0, dtype=kinds.get(f, np.float64)) for f in self.fields]
+        target = self.tmpdir / self.file_for(layer).name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pyogrio.raw.write(target, wkb, cols, self.fields, layer=layer, driver=self.driver,
+                              geometry_type="Polygon", crs=self.crs_wkt, append=layer in self.counts)
+        self.counts[layer] = self.counts.get(layer, 0) + len(wkb)
+        self.buffers[layer] = []
+
+    def close(self, layers: list[str]) -> list[Path]:
+        """Flush everything; return the final paths of the files written."""
+        for layer in layers:
+            self.flush(layer)
+        return sorted({self.file_for(layer) for layer in layers})
+
+
+def _resolve_exclude(exclude: Sequence[int | str], classes: list[ClassInfo]) -> list[int]:
+    by_name = {c.name.lower(): c.index for c in classes}
+    out = []
+    for item in exclude:
+        key = str(item).strip()
+        if key.lower() in by_name:
+            out.append(by_name[key.lower()])
+        elif key.isdigit() and 0 <= int(key) < NODATA_LABEL:
+            out.append(int(key))
+        else:
+            names = ", ".join(f"{c.index}={c.name}" for c in classes)
+            raise SegdeepError(f"exclude: {item!r} is not a class; use a class name or index ({names})")
+    return out
+
+
+def _area_m2(geoms: np.ndarray, area: np.ndarray, crs) -> np.ndarray | None:
+    """Area in square metres: scaled for projected CRSs, geodesic (pyproj) for geographic ones."""
+    if crs is None:
+        return None
+    if crs.is_projected:
+        try:
+            factor = float(crs.linear_units_factor[1])
+        except Exception:  # noqa: BLE001 - a CRS without linear units
+            return None
+        return area * factor * factor
+    if crs.is_geographic:
+        from pyproj import CRS
+
+        geod = CRS.from_wkt(crs.to_wkt()).get_geod()
+        return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms], dtype=np.float64)
+    return None
+
+
+def _move_outputs(tmpdir: Path, files: list[Path]) -> None:
+    for final in files:
+        if final.suffix == ".shp":  # a shapefile is several files with the same stem
+            for part in tmpdir.glob(f"{final.stem}.*"):
+                os.replace(part, final.with_suffix(part.suffix))
+        else:
+            os.replace(tmpdir / final.name, final)
+
+
+def vectorize_raster(
+    labels_path: str | Path,
+    out_path: str | Path,
+    *,
+    format: str | None = None,  # noqa: A002 - the user's word
+    layer_per_class: bool = False,
+    simplify: float = 0.0,
+    min_area: float = 0.0,
+    classes: Sequence[ClassInfo] | None = None,
+    exclude: Sequence[int | str] = (),
+    block_size: int = 2048,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Turn a label raster into polygons with class attributes, streaming block by block.
+
+    Args:
+        labels_path: single-band label GeoTIFF (class indices, 255 = nodata).
+        out_path: ``.gpkg``, ``.geojson`` or ``.shp``. With ``layer_per_class``, a GeoPackage gets one
+            layer per class; GeoJSON and Shapefile get one file per class, ``<stem>_<class><suffix>``.
+        format: ``"gpkg"``, ``"geojson"`` or ``"shp"``; default from the extension of ``out_path``.
+        simplify: topology-preserving simplification tolerance in CRS units (metres for metric
+            CRSs); 0 keeps the exact pixel outlines.
+        min_area: drop polygons smaller than this, in m^2 when the area in metres is known (projected
+            or geographic CRS), else in CRS units^2 (pixels^2 without georeference).
+        classes: palette for names and colours; default the one stored in the label raster, else Dubai's.
+        exclude: class names or indices that get no polygons (nodata never does).
+        block_size: pixels per block side; memory grows with its square, the result does not change.
+        progress: called as ``progress(blocks_done, blocks_total)``.
+
+    Every polygon has ``class_index`` (``class_idx`` in a Shapefile), ``class_name``, ``area`` (CRS
+    units^2), ``area_m2`` (when the CRS gives metres; geodesic for a geographic CRS) and ``perimeter``
+    (CRS units). Geometries are valid, holes are kept, the CRS is the raster's. The GeoPackage also
+    gets a QGIS style per layer (``layer_styles``). Files appear under their final names only when
+    complete. Returns a summary dict (files, layers, polygon counts and areas per class, seconds).
+    """
+    t0 = time.perf_counter()
+    info = open_raster(labels_path, warn=False)
+    if info.count != 1:
+        raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {info.count}")
+    out_path = Path(out_path)
+    fmt = (format or format_from_path(out_path)).lower()
+    if fmt not in FORMATS:
+        raise SegdeepError(f"format {format!r} is not supported; use gpkg, geojson or shp")
+    if simplify < 0 or min_area < 0:
+        raise SegdeepError(f"simplify ({simplify}) and min_area ({min_area}) must be >= 0")
+    if not out_path.parent.is_dir():
+        raise SegdeepError(f"{out_path.parent}: output folder does not exist")
+    classes = list(classes) if classes else (read_classes_tag(labels_path) or list(DUBAI_CLASSES))
+    by_index = {c.index: c for c in classes}
+    excluded = _resolve_exclude(exclude, classes)
+    crs, transform = info.crs, info.transform
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    probe_m2 = _area_m2(np.empty(0, dtype=object), np.zeros(0), crs)
+    fields = ["class_idx" if fmt == "shp" else "class_index", "class_name", "area"]
+    fields += ["area_m2"] if probe_m2 is not None else []
+    fields += ["perimeter"]
+    single_layer = _safe_name(out_path.stem)
+
+    def class_of(v: int) -> ClassInfo:
+        return by_index.get(v) or ClassInfo(v, f"class {v}", (128, 128, 128))
+
+    def layer_of(v: int) -> str:
+        return _safe_name(class_of(v).name) if layer_per_class else single_layer
+
+    tmpdir = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmpdir.mkdir()
+    stats: dict = {}
+    per_class: dict[int, dict] = {}
+    dropped = 0
+    try:
+        sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class)
+        for cls, px in iter_polygons(labels_path, block_size=block_size, exclude=excluded,
+                                     progress=progress, stats=stats):
+            geoms = _apply_transform(px, transform)
+            if simplify > 0:
+                geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
+                geoms = np.where(shapely.is_valid(geoms), geoms, shapely.make_valid(geoms))
+                area = shapely.area(geoms)
+            else:
+                area = shapely.area(px) * pixel_area  # exact: integer pixel counts
+            geoms = shapely.orient_polygons(geoms)  # exterior counter-clockwise, holes clockwise
+            area_m2 = _area_m2(geoms, area, crs)
+            keep = ((area_m2 if area_m2 is not None else area) >= min_area) & ~shapely.is_empty(geoms)
+            dropped += int((~keep).sum())
+            cls, geoms, area = cls[keep], geoms[keep], area[keep]
+            area_m2 = area_m2[keep] if area_m2 is not None else None
+            perimeter = shapely.length(geoms)
+            names = np.array([class_of(int(v)).name for v in cls], dtype=object)
+            columns = [cls.astype(np.int32), names, area] + ([area_m2] if area_m2 is not None else []) + [perimeter]
+            wkb = shapely.to_wkb(geoms)
+            for v in np.unique(cls).tolist():
+                sel = cls == v
+                stat = per_class.setdefault(v, {"polygons": 0, "area": 0.0})
+                stat["polygons"] += int(sel.sum())
+                stat["area"] += float(area[sel].sum())
+                if area_m2 is not None:
+                    stat["area_m2"] = stat.get("area_m2", 0.0) + float(area_m2[sel].sum())
+                sink.add(layer_of(v), wkb[sel], [c[sel] for c in columns])
+        if layer_per_class:
+            values = sorted({c.index for c in classes if c.index not in excluded} | set(per_class))
+            layers = {layer_of(v): [class_of(v)] for v in values}
+        else:
+            values = sorted({c.index for c in classes} | set(per_class))
+            layers = {single_layer: [class_of(v) for v in values]}
+        files = sink.close(list(layers))
+        if fmt == "gpkg":
+            from ._gpkg_style import write_layer_styles
+
+            write_layer_styles(tmpdir / out_path.name, layers, attribute=fields[0])
+        _move_outputs(tmpdir, files)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return {
+        "files": [str(f) for f in files],
+        "format": fmt,
+        "layers": {name: sink.counts.get(name, 0) for name in layers},
+        "polygons": sum(s["polygons"] for s in per_class.values()),
+        "classes": {class_of(v).name: {"index": v, **per_class[v]} for v in sorted(per_class)},
+        "dropped_small": dropped,
+        "crs": crs.to_string() if crs else None,
+        "area_units": "CRS units^2" if crs else "pixels^2",
+        "width": info.width, "height": info.height, "block_size": block_size,
+        "blocks": stats.get("blocks", 0), "max_open_pieces": stats.get("max_open_pieces", 0),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
