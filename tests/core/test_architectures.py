@@ -1,0 +1,162 @@
+"""One generic test class run over every registered architecture (``list_models()``).
+
+A new architecture needs no edit here: it is picked up from the registry. ``LIGHT`` only lists
+keyword arguments that make a heavy architecture cheap enough for a 2-core CPU (fewer fc6 channels,
+a ResNet-18 backbone, a narrow U-Net); the layers and their wiring are the same. The papers'
+configurations are checked separately (parameter counts against the published figures).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from segdeep.errors import SegdeepError
+from segdeep.models import create_model, list_models, model_entry
+from segdeep.models.vgg import vgg16_features
+
+ARCHITECTURES = list_models()
+
+#: Keyword arguments that keep heavy architectures small in tests (same structure, fewer channels).
+LIGHT: dict[str, dict] = {
+    "fcn32s": {"fc_channels": 64},
+    "fcn16s": {"fc_channels": 64},
+    "fcn8s": {"fc_channels": 64},
+    "dilated": {"fc_channels": 64},
+    "deeplab_v1": {"fc_channels": 64},
+    "pspnet": {"backbone": "resnet18", "head_channels": 64},
+    "unet": {"base_channels": 8},
+}
+
+HEIGHT, WIDTH = 29, 43  # odd, and not a multiple of any output stride
+
+
+def build(name: str, **kwargs) -> nn.Module:
+    """The light variant of ``name``; zero-initialised layers (FCN's score layers, as in the paper)
+    get small random weights so that outputs and gradients are not trivially zero."""
+    torch.manual_seed(0)
+    model = create_model(name, **{**LIGHT.get(name, {}), **kwargs})
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():
+                p.normal_(0.0, 0.01)
+    return model
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES, ids=ARCHITECTURES)
+def arch(request):
+    """(name, light model with 5 classes in eval mode, an input, the model's output for it)."""
+    model = build(request.param, num_classes=5).eval()
+    x = torch.randn(1, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        y = model(x)
+    return request.param, model, x, y
+
+
+class TestArchitecture:
+    def test_registry_entry(self, arch):
+        entry = model_entry(arch[0])
+        assert entry.paper and entry.output_stride
+
+    def test_forward_odd_size(self, arch):
+        _, _, _, y = arch
+        assert type(y) is torch.Tensor
+        assert y.shape == (1, 5, HEIGHT, WIDTH)
+        assert torch.isfinite(y).all()
+        assert y.std() > 0
+
+    def test_backward(self, arch):
+        model = copy.deepcopy(arch[1])  # training updates batch-norm statistics: keep the fixture's
+        # Batch norm needs more than one value per channel in training (1x1 pooled branches).
+        n = 2 if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) else 1
+        model.train()
+        x = torch.randn(n, 3, HEIGHT, WIDTH)
+        target = torch.randint(0, 5, (n, HEIGHT, WIDTH))
+        target[:, :3] = 255  # nodata rows are ignored by the loss
+        loss = F.cross_entropy(model(x), target, ignore_index=255)
+        loss.backward()
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        missing = [n for n, p in trainable if p.grad is None]
+        assert not missing, f"parameters without gradient: {missing[:5]}"
+        assert all(torch.isfinite(p.grad).all() for _, p in trainable)
+        assert first_conv(model).weight.grad.abs().sum() > 0  # the loss reaches the input layer
+
+    # in_channels 3 is the fixture's model; 5 classes there.
+    @pytest.mark.parametrize(("in_channels", "num_classes"), [(1, 2), (4, 7), (8, 2)])
+    def test_in_channels_and_classes(self, arch, in_channels, num_classes):
+        model = build(arch[0], num_classes=num_classes, in_channels=in_channels).eval()
+        assert first_conv(model).in_channels == in_channels
+        with torch.no_grad():
+            y = model(torch.randn(1, in_channels, 21, 27))
+        assert y.shape == (1, num_classes, 21, 27)
+
+    def test_deterministic_in_eval(self, arch):
+        _, model, x, y = arch
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), y)
+
+    def test_channels_last_same_output(self, arch):
+        _, model, x, ref = arch
+        with torch.no_grad():
+            cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+            y = cl(x.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(y, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+#: Published parameter counts (21 PASCAL VOC classes) and the architectures that should match them.
+PAPER_PARAMETERS = {
+    "fcn8s": 134e6,       # Long et al. 2015, Table 1: FCN-VGG16, 134M
+    "segnet": 29.5e6,     # Badrinarayanan et al. 2017: 29.5M (encoder 14.7M)
+    "deeplab_v1": 20.5e6,  # Chen et al. 2015, Table 2: DeepLab-LargeFOV, 20.5M
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+def test_paper_configuration(name):
+    """Default keyword arguments give the paper's network: its parameter count, and it runs."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=21).eval()
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - PAPER_PARAMETERS[name]) / PAPER_PARAMETERS[name] < 0.01, count
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 17, 23)).shape == (1, 21, 17, 23)
+
+
+def test_pspnet_unknown_backbone_is_a_user_error():
+    with pytest.raises(SegdeepError, match="resnet50"):
+        create_model("pspnet", num_classes=3, backbone="vgg16")
+
+
+def test_vgg16_weights_load_from_a_local_file(tmp_path):
+    """A torchvision VGG16 state dict fills the front-end (first conv adapted to 4 bands)."""
+    torch.manual_seed(1)
+    features = vgg16_features()
+    path = tmp_path / "vgg16.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    model = create_model("deeplab_v1", num_classes=3, in_channels=4, fc_channels=16,
+                         backbone_weights=str(path))
+    assert torch.equal(model.features[2].weight, features[2].weight)
+    assert torch.allclose(model.features[0].weight[:, 3], features[0].weight[:, 0] * 3 / 4)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch EXPLOITED",))
+
+
+def test_vgg16_weights_refuse_a_pickle_with_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"features.0.weight": _Exploit()}))
+    with pytest.raises(SegdeepError, match="evil.pth"):
+        create_model("deeplab_v1", num_classes=3, fc_channels=16, backbone_weights=str(path))
+    assert not (tmp_path / "EXPLOITED").exists()
