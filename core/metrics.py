@@ -29,6 +29,7 @@ from .errors import SegdeepError
 
 #: Reasons a pixel is not scored, in the order they are checked.
 IGNORE_REASONS = ("invalid", "truth_ignored", "prediction_nodata")
+_CHUNK_PIXELS = 1 << 21  # pixels per bincount call: ~24 MB of temporaries whatever the block size
 
 
 class ConfusionMatrix:
@@ -75,14 +76,19 @@ class ConfusionMatrix:
             return
         truth = self._as_byte_labels(truth, "truth", self.ignore_index)
         pred = self._as_byte_labels(pred, "prediction", None)
-        # Joint 256 x 256 histogram of (truth, prediction) byte values: one bincount, no masking.
-        code = (truth.astype(np.uint16) << 8) | pred
-        invalid = 0
-        if valid is not None and not valid.all():
-            invalid = int(valid.size - np.count_nonzero(valid))
-            code = code[valid]
-        hist = np.bincount(code.ravel(), minlength=256 * 256).reshape(256, 256)
-        self._add_histogram(hist, invalid)
+        # Joint 256 x 256 histogram of (truth, prediction) byte values, then exclusions are rows
+        # and columns of it. Chunks bound the temporary memory (bincount works in intp).
+        truth, pred = truth.ravel(), pred.ravel()
+        valid = None if valid is None or valid.all() else valid.ravel()
+        hist = np.zeros(256 * 256, dtype=np.int64)
+        for start in range(0, truth.size, _CHUNK_PIXELS):
+            chunk = slice(start, start + _CHUNK_PIXELS)
+            code = (truth[chunk].astype(np.uint16) << 8) | pred[chunk]
+            if valid is not None:
+                code = code[valid[chunk]]
+            hist += np.bincount(code, minlength=256 * 256)
+        invalid = 0 if valid is None else int(valid.size - np.count_nonzero(valid))
+        self._add_histogram(hist.reshape(256, 256), invalid)
 
     @staticmethod
     def _as_byte_labels(a: np.ndarray, name: str, ignore_index: int | None) -> np.ndarray:

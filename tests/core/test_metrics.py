@@ -215,3 +215,22 @@ def test_scores_of_a_plain_matrix_with_a_palette_are_json_ready():
         scores(m, ["a", "b", "c"])
     with pytest.raises(ValueError, match="square"):
         scores(np.zeros((2, 3), np.int64))
+
+
+def test_internal_chunking_does_not_change_counts(monkeypatch):
+    import segdeep.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 4, (37, 23)).astype(np.uint8)
+    pred = rng.integers(0, 4, (37, 23)).astype(np.uint8)
+    truth[rng.random(truth.shape) < 0.1] = 255
+    valid = rng.random(truth.shape) > 0.2
+    whole = ConfusionMatrix(4)
+    whole.update(truth, pred, valid)
+    monkeypatch.setattr(metrics, "_CHUNK_PIXELS", 100)  # 851 pixels -> 9 chunks, the last partial
+    chunked = ConfusionMatrix(4)
+    chunked.update(truth, pred, valid)
+    np.testing.assert_array_equal(chunked.matrix, whole.matrix)
+    assert chunked.ignored_by_reason == whole.ignored_by_reason
+    keep = valid & (truth != 255)
+    np.testing.assert_array_equal(whole.matrix, confusion_matrix(truth[keep], pred[keep], labels=range(4)))
