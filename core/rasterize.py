@@ -46,14 +46,14 @@ class VectorReference:
         value: burn every feature with this class index (for references without a class column,
             e.g. building footprints).
         fill: class index of pixels covered by no feature; default 255 = nodata (not evaluated).
-        layer: layer name or index in a multi-layer file (default: the first).
+        layer: layer name or index in a multi-layer file (default: every layer with geometries,
+            e.g. all class layers of a GeoPackage written with one layer per class).
     """
 
     def __init__(self, vector_path: str | Path, like: RasterInfo | str | Path, *,
                  attribute: str = "class_index", classes: Sequence[ClassInfo] | None = None,
                  value: int | None = None, fill: int = NODATA_LABEL, layer: str | int | None = None) -> None:
         import pyogrio
-        import pyogrio.raw
 
         self.path = Path(vector_path)
         self.info = like if isinstance(like, RasterInfo) else open_raster(like, warn=False)
@@ -62,25 +62,38 @@ class VectorReference:
         if not self.path.exists():
             raise SegdeepError(f"{self.path}: no such file (expected a GeoPackage, GeoJSON or Shapefile)")
         try:
-            vinfo = pyogrio.read_info(self.path, layer=layer)
+            layers = [name for name, gtype in pyogrio.list_layers(self.path) if gtype] if layer is None else [layer]
+            parts = [self._read_layer(name, attribute, classes, value) for name in layers]
+        except SegdeepError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any GDAL failure is the user's file
             raise SegdeepError(f"{self.path}: not a vector file GDAL can read ({str(exc).splitlines()[0]})") from None
-        fields = list(vinfo["fields"])
+        if not parts:
+            raise SegdeepError(f"{self.path}: no layer with geometries")
+        geoms = np.concatenate([p[0] for p in parts])
+        values = np.concatenate([p[1] for p in parts])
+        self.crs = parts[0][2]
+        ok = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+        geoms, values = geoms[ok], values[ok]
+        geoms = self._to_raster_crs(geoms, self.crs)
+        self.geoms, self.values = geoms, values
+        self.tree = shapely.STRtree(geoms)
+
+    def _read_layer(self, layer, attribute: str, classes, value) -> tuple[np.ndarray, np.ndarray, str | None]:
+        import pyogrio
+        import pyogrio.raw
+
+        fields = list(pyogrio.read_info(self.path, layer=layer)["fields"])
         if value is None and attribute not in fields:
-            raise SegdeepError(f"{self.path}: no attribute {attribute!r}; it has {fields[:12]}; "
+            raise SegdeepError(f"{self.path}: no attribute {attribute!r} in layer {layer!r}; it has {fields[:12]}; "
                                "choose the class column, or burn one class index for all features (value)")
-        columns = [] if value is not None else [attribute]
-        meta, _, wkb, field_data = pyogrio.raw.read(self.path, layer=layer, columns=columns)
+        meta, _, wkb, field_data = pyogrio.raw.read(self.path, layer=layer, columns=[] if value is not None else [attribute])
         geoms = shapely.from_wkb(wkb)
         if value is not None:
             values = np.full(len(geoms), int(value), dtype=np.int64)
         else:
             values = self._class_values(np.asarray(field_data[0]), attribute, classes)
-        ok = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
-        geoms, values = geoms[ok], values[ok]
-        geoms = self._to_raster_crs(geoms, meta.get("crs"))
-        self.geoms, self.values = geoms, values
-        self.tree = shapely.STRtree(geoms)
+        return geoms, values, meta.get("crs")
 
     def _class_values(self, column: np.ndarray, attribute: str, classes) -> np.ndarray:
         if column.dtype.kind in "iuf":
