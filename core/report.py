@@ -140,7 +140,8 @@ def _pct(x: float | None, digits: int = 1) -> str:
 def _class_rows(result: dict) -> list[list[str]]:
     total = result["num_pixels"]
     return [[_pct(c["iou"]), _pct(c["accuracy"]), _pct(c["precision"]), _pct(c["f1"]),
-             _int(c["support"]), _int(c["predicted"]), _pct(c["support"] / total)]
+             _int(c["support"]), _int(c["predicted"]),
+             "<0.1%" if 0 < c["support"] < total / 1000 else _pct(c["support"] / total)]
             for c in result["classes"]]
 
 
@@ -186,7 +187,9 @@ def confusion_png(result: dict, title: str = "Confusion matrix") -> bytes:
         for j in range(k):
             v = share[i, j]
             if v is not np.ma.masked and m[i, j] > 0:
-                text = f"{100 * v:.0f}" if k > 10 or v >= 0.995 else f"{100 * v:.1f}"
+                digits = 0 if k > 10 or v >= 0.995 else 1
+                text = f"{100 * v:.{digits}f}" if v >= 0.5 * 10.0**-(digits + 2) else "<" + (
+                    "1" if digits == 0 else "0.1")
                 ax.text(j, i, text, ha="center", va="center", fontsize=font,
                         color="white" if v > 0.6 else "#1a1a1a")
         if rows[i, 0] == 0:
