@@ -1,0 +1,239 @@
+"""Compute side of the prediction pipeline: device, precision, normalisation, tiles -> blended scores.
+
+Blending is done in fixed point: each tile adds ``round(softmax x blend weight x 2**24)`` as int32
+to the block's accumulator. The blend weights of the tiles covering a pixel sum to 1
+(:mod:`segdeep.tiling`), so the accumulator holds probabilities x 2**24, and because integer addition
+does not depend on order, a pixel's value is the same whichever block computed each of its tiles and
+in whichever order they were added. That is what makes the labels identical for every block size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .classes import NODATA_LABEL
+from .errors import SegdeepError
+from .tiling import Rect, TileGrid
+
+#: Fixed-point scale of the blend accumulator (probability 1.0 = 2**24).
+SCALE = float(2**24)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` are checked."""
+    name = str(device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise SegdeepError(f"device {device!r}: no CUDA GPU is available here; use --device cpu or auto")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise SegdeepError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return torch.device(name)
+    raise SegdeepError(f"device {device!r} is not known; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> fp32 on CPU (bf16 measured slower there), bf16 (or fp16) autocast on CUDA."""
+    name = str(precision or "auto").lower()
+    if name not in ("auto", "fp32", "bf16", "fp16"):
+        raise SegdeepError(f"precision {precision!r} is not known; use auto, fp32, bf16 or fp16")
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name == "fp16" and device.type != "cuda":
+        raise SegdeepError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+    return name
+
+
+def resolve_batch_size(batch_size: int | str, device: torch.device, tile_size: int) -> int:
+    """Tiles per forward pass. ``auto``: 1 on CPU (larger batches were no faster per pixel here),
+    on CUDA about 8 tiles of 512 px scaled by tile area."""
+    if str(batch_size).lower() == "auto":
+        if device.type != "cuda":
+            return 1
+        return int(max(1, min(64, 8 * (512 / tile_size) ** 2)))
+    try:
+        n = int(batch_size)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(n) != str(batch_size).strip():
+        raise SegdeepError(f"batch size {batch_size!r} must be a whole number >= 1 or 'auto'")
+    return n
+
+
+def _per_band(value, n: int, name: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float32))
+    if arr.size == 1:
+        arr = np.repeat(arr, n)
+    if arr.size != n:
+        raise SegdeepError(f"model card: {name} has {arr.size} values but the model takes {n} bands")
+    return arr.reshape(n, 1, 1)
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each stage of the compute side."""
+
+    normalise: float = 0.0
+    forward: float = 0.0
+    blend: float = 0.0
+    crf: float = 0.0
+    labels: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Engine:
+    """A model on a device with its normalisation; turns blocks of pixels into blended scores."""
+
+    def __init__(self, model: torch.nn.Module, card, *, grid: TileGrid, device: torch.device,
+                 precision: str, batch_size: int) -> None:
+        self.card = card
+        self.grid = grid
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.classes = list(card.classes)
+        self.num_classes = len(self.classes)
+        n = len(card.bands)
+        self.scale = _per_band(getattr(card, "scale", 1.0), n, "scale")
+        self.mean = _per_band(card.mean, n, "mean")
+        self.std = _per_band(card.std, n, "std")
+        if np.any(self.std == 0):
+            raise SegdeepError("model card: std has a zero; normalisation would divide by zero")
+        self.channels_last = device.type == "cpu"
+        self.model = model.to(device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.lut = np.array([c.index for c in self.classes], dtype=np.uint8)
+        self.timings = Timings()
+        self.tiles_computed = 0
+        self.tiles_skipped = 0
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def normalise(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(pixel x scale - mean) / std per band, float32; invalid pixels become 0 (the mean)."""
+        t0 = time.perf_counter()
+        x = data.astype(np.float32)
+        x *= self.scale
+        x -= self.mean
+        x /= self.std
+        x[:, ~valid] = 0.0
+        self.timings.normalise += time.perf_counter() - t0
+        return x
+
+    def forward(self, batch: np.ndarray) -> torch.Tensor:
+        """Softmax probabilities (float32, N x C x T x T, on the device) of a batch of tiles."""
+        t0 = time.perf_counter()
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            with self._autocast():
+                logits = self.model(x)
+            if not isinstance(logits, torch.Tensor) or logits.shape[1] != self.num_classes:
+                got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise SegdeepError(f"model returned {got}; expected N x {self.num_classes} x H x W logits "
+                                   f"(one channel per class of the card)")
+            probs = torch.softmax(logits.float(), dim=1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings.forward += time.perf_counter() - t0
+        return probs
+
+    def run_block(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, region: Rect,
+                  own_tiles: Sequence[tuple[int, int]], pieces: Sequence[tuple[Rect, np.ndarray]],
+                  later: dict[tuple[int, int], list[tuple[int, Rect]]],
+                  store: dict[int, list]) -> Iterator[int]:
+        """Accumulate the block's region; yields the number of tiles finished after each batch.
+
+        ``x``/``valid``: normalised pixels and validity over ``read_rect``. ``region``: the pixels
+        to accumulate (block + halo). ``own_tiles``: tiles to compute here (row-major);
+        ``pieces``: contributions of tiles computed for earlier blocks; ``later[tile]``: (block
+        index, rect) pieces of a tile that later blocks need, saved into ``store``. Returns (via
+        ``StopIteration.value``) the int32 accumulator, classes x region.
+        """
+        acc = np.zeros((self.num_classes, region.height, region.width), dtype=np.int32)
+        for rect, piece in pieces:
+            acc[(slice(None), *rect.slices(region))] += piece
+        t = self.grid.tile_size
+        todo: list[tuple[tuple[int, int], Rect]] = []
+        for tile in own_tiles:
+            rect = self.grid.rect(*tile)
+            if valid[rect.slices(read_rect)].any():
+                todo.append((tile, rect))
+            else:
+                self.tiles_skipped += 1
+        skipped = len(own_tiles) - len(todo)
+        if skipped:
+            yield skipped
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            batch = np.empty((len(chunk), x.shape[0], t, t), dtype=np.float32)
+            for i, (_, rect) in enumerate(chunk):
+                batch[i] = x[(slice(None), *rect.slices(read_rect))]
+            probs = self.forward(batch)
+            t0 = time.perf_counter()
+            weights = np.stack([self.grid.weights(*tile) for tile, _ in chunk]) * np.float32(SCALE)
+            with torch.inference_mode():
+                weights = torch.from_numpy(weights[:, None]).to(probs.device)
+                fixed = (probs * weights).round_().to(torch.int32).cpu().numpy()
+            for (tile, rect), q in zip(chunk, fixed, strict=True):
+                inside = rect.intersect(region)
+                if not inside.empty:
+                    acc[(slice(None), *inside.slices(region))] += q[(slice(None), *inside.slices(rect))]
+                for block_index, piece_rect in later.get(tile, ()):
+                    store.setdefault(block_index, []).append(
+                        (piece_rect, q[(slice(None), *piece_rect.slices(rect))].copy()))
+            self.tiles_computed += len(chunk)
+            self.timings.blend += time.perf_counter() - t0
+            yield len(chunk)
+        return acc
+
+    def finish_block(self, acc: np.ndarray, region: Rect, core: Rect, valid_core: np.ndarray,
+                     image_region: np.ndarray | None, crf, want_probabilities: bool):
+        """Labels (uint8, 255 = nodata) of ``core`` and optional uint8 probabilities (0-255)."""
+        if crf is not None:
+            from .crf import dense_crf
+
+            t0 = time.perf_counter()
+            probs = torch.from_numpy(acc.astype(np.float32) / SCALE).to(self.device)
+            refined = dense_crf(probs, torch.from_numpy(image_region).to(self.device), **crf.to_dict())
+            scores = refined[(slice(None), *core.slices(region))].cpu().numpy()
+            self.timings.crf += time.perf_counter() - t0
+        else:
+            scores = acc[(slice(None), *core.slices(region))]
+        t0 = time.perf_counter()
+        labels = self.lut[np.argmax(scores, axis=0)]
+        labels[~valid_core] = NODATA_LABEL
+        probabilities = None
+        if want_probabilities:
+            factor = 255.0 if crf is not None else 255.0 / SCALE
+            probabilities = np.rint(scores * np.float32(factor)).clip(0, 255).astype(np.uint8)
+            probabilities[:, ~valid_core] = 0
+        self.timings.labels += time.perf_counter() - t0
+        return labels, probabilities
+
+
+def crf_image(data: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """3 x h x w uint8 colour image for the CRF's appearance kernel from the model's bands."""
+    bands = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
+    if bands.dtype == np.uint8:
+        return np.ascontiguousarray(bands)
+    s = scale[:3] if scale.shape[0] >= 3 else np.repeat(scale[:1], 3, axis=0)
+    return np.clip(bands.astype(np.float32) * s * 255.0, 0, 255).round().astype(np.uint8)

@@ -1,0 +1,139 @@
+"""The files a prediction run leaves in its output folder, and the checks made before any compute."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from .errors import SegdeepError
+from .raster import open_raster, temp_path
+
+
+def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
+    """Create ``out_dir`` and check it is writable; check ``truth`` and ``vector`` before computing."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SegdeepError(f"{out}: exists and is not a folder; give a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".segdeep-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SegdeepError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+    if truth is not None:
+        t = open_raster(truth, warn=False)
+        if t.count != 1:
+            raise SegdeepError(f"{truth}: a truth label raster has 1 band, this one has {t.count}")
+        if info is not None and (t.width, t.height) != (info.width, info.height):
+            raise SegdeepError(f"{truth}: truth labels are {t.width} x {t.height} px but the image is "
+                               f"{info.width} x {info.height}; they must share the image's grid")
+        if info is not None and t.georeferenced and info.georeferenced and (
+                not t.transform.almost_equals(info.transform) or t.crs != info.crs):
+            raise SegdeepError(f"{truth}: truth labels are not on the image's grid (CRS or transform differ)")
+    if vector is not None:
+        from .vectorize import FORMATS, format_from_path
+
+        fmt = format_from_path(vector) if Path(vector).suffix else None
+        if fmt not in FORMATS:
+            raise SegdeepError(f"vector output {vector}: use a .gpkg, .geojson or .shp file name")
+    return out
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def finish_outputs(result, journal, blocks, area, info, card, classes, *, params, card_data, truth,
+                   probabilities, vector, preview, bands, timings, t_start, version):
+    """Stream saved blocks into the final files; yields ``Finishing`` events; fills ``result``."""
+    from ._pipeline_io import region_vrt, write_labels_from_parts, write_probabilities
+    from .inference import Finishing, peak_rss_mb
+
+    out = result.out_dir
+    transform = info.transform * info.transform.translation(area.col_off, area.row_off)
+    crs = info.crs
+    t0 = time.perf_counter()
+    confusion = None
+    if truth is not None:
+        from .metrics import ConfusionMatrix
+
+        confusion = ConfusionMatrix(max(c.index for c in classes) + 1,
+                                    ignore_index=int(getattr(card, "ignore_index", 255)))
+    yield Finishing("labels")
+    write_labels_from_parts(result.labels, blocks, lambda i: journal.load(i, "labels"), area, crs=crs,
+                            transform=transform, classes=classes, truth=truth, confusion=confusion)
+    timings["labels_file"] = time.perf_counter() - t0
+    if probabilities:
+        yield Finishing("probabilities")
+        t0 = time.perf_counter()
+        result.probabilities = write_probabilities(out / "probabilities.tif", blocks,
+                                                   lambda i: journal.load(i, "probabilities"), area, crs=crs,
+                                                   transform=transform, classes=classes)
+        timings["probabilities_file"] = time.perf_counter() - t0
+    if confusion is not None:
+        yield Finishing("report")
+        from .metrics import scores
+        from .report import write_report
+
+        result.scores = scores(confusion, classes)
+        result.report = write_report(result.scores, out, classes=classes,
+                                     inputs={"prediction": str(result.labels), "reference": str(truth),
+                                             "image": str(info.path)})
+    if preview:
+        yield Finishing("preview")
+        t0 = time.perf_counter()
+        from .preview import write_preview
+
+        shown = bands[:3] if len(bands) >= 3 else bands[:1]
+        source = info.path
+        vrt = None
+        if (area.col_off, area.row_off, area.width, area.height) != (0, 0, info.width, info.height):
+            vrt = region_vrt(info.path, info.count, area, out / f".segdeep-region-{uuid.uuid4().hex[:8]}.vrt")
+            source = vrt
+        try:
+            result.preview = write_preview(source, result.labels, out / "preview.png", classes=classes, bands=shown)
+        finally:
+            if vrt is not None:
+                vrt.unlink(missing_ok=True)
+        timings["preview"] = time.perf_counter() - t0
+    if vector is not None:
+        yield Finishing("vector")
+        t0 = time.perf_counter()
+        from .vectorize import vectorize_raster
+
+        path = Path(vector) if Path(vector).is_absolute() else out / vector
+        vectorize_raster(result.labels, path, classes=classes)
+        result.vector = path
+        timings["vector"] = time.perf_counter() - t0
+    journal.discard()
+    timings["total"] = time.perf_counter() - t_start
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    result.peak_rss_mb = round(peak_rss_mb(), 1)
+    run = {
+        "segdeep_version": version,
+        "parameters": params,
+        "input": {"path": str(info.path), "width": info.width, "height": info.height, "count": info.count,
+                  "dtype": info.dtype, "crs": info.crs.to_wkt() if info.crs else None,
+                  "transform": list(info.transform)[:6], "nodata": info.nodata},
+        "model_card": card_data,
+        "device": result.device, "precision": result.precision, "batch_size": result.batch_size,
+        "tiles_computed": result.tiles_computed, "tiles_skipped": result.tiles_skipped,
+        "blocks_computed": result.blocks_computed, "blocks_resumed": result.blocks_resumed,
+        "timings_s": result.timings, "peak_rss_mb": result.peak_rss_mb,
+        "outputs": {k: str(v) for k, v in (("labels", result.labels), ("probabilities", result.probabilities),
+                                           ("preview", result.preview), ("vector", result.vector)) if v},
+        "report": {k: str(v) for k, v in (result.report or {}).items()},
+    }
+    _write_json(result.run_json, run)

@@ -1,0 +1,198 @@
+"""I/O side of the prediction pipeline: a reader thread, a writer thread, and the final outputs.
+
+The reader prefetches the next block's pixels with its own rasterio handle while the model works on
+the current one; the writer saves finished blocks to the resume journal while the next block is
+computed. Both queues are bounded, so at most ``depth`` blocks wait on either side and memory does
+not grow with the raster. When every block is done, :func:`assemble_outputs` streams the saved blocks
+into the final files (labels COG, probabilities, confusion matrix, preview, polygons).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from .classes import NODATA_LABEL
+from .raster import LabelWriter, _open, read_window, temp_path, to_cog
+from .tiling import Rect
+
+_STOP = object()
+
+
+def rio_window(rect: Rect) -> Window:
+    return Window(rect.col_off, rect.row_off, rect.width, rect.height)
+
+
+class BlockReader:
+    """Read ``jobs`` (``(key, Rect)`` pairs, in order) in a background thread, ``depth`` ahead."""
+
+    def __init__(self, path: str | Path, bands: list[int], jobs: Sequence[tuple[object, Rect]],
+                 depth: int = 1) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path, bands, list(jobs)),
+                                        name="segdeep-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, path, bands, jobs) -> None:
+        try:
+            with _open(path) as ds:
+                for key, rect in jobs:
+                    if self._stop.is_set():
+                        return
+                    data, valid = read_window(ds, rio_window(rect), bands)
+                    if not self._put((key, rect, data, valid)):
+                        return
+        except BaseException as exc:  # handed to the consumer
+            self._put(exc)
+
+    def get(self):
+        """The next ``(key, rect, data bands x h x w, valid h x w)``; re-raises a reader error."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join(timeout=30)
+
+
+class BlockWriter:
+    """Call ``save(*item)`` for every item put, in a background thread (bounded queue)."""
+
+    def __init__(self, save: Callable[..., None], depth: int = 2) -> None:
+        self._save = save
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="segdeep-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._error is not None:
+                continue
+            try:
+                t0 = time.perf_counter()
+                self._save(*item)
+                self.seconds += time.perf_counter() - t0
+            except BaseException as exc:
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, *item) -> None:
+        self._check()
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait until everything put so far is saved; re-raise a save error."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._check()
+
+
+# --------------------------------------------------------------------------------------------------
+# Final outputs
+
+
+def region_vrt(image_path: str | Path, count: int, rect: Rect, vrt_path: Path) -> Path:
+    """A small VRT showing ``rect`` of the image (so the preview's image matches a region's labels)."""
+    with _open(image_path) as ds:
+        dtypes, width, height = ds.dtypes, ds.width, ds.height
+        transform = ds.transform * Affine.translation(rect.col_off, rect.row_off)
+        crs = ds.crs.to_wkt() if ds.crs else None
+    gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                  "int32": "Int32", "float32": "Float32", "float64": "Float64", "int8": "Int8"}
+    src = os.path.abspath(image_path)
+    bands = []
+    for b in range(1, count + 1):
+        bands.append(
+            f'<VRTRasterBand dataType="{gdal_types.get(dtypes[b - 1], "Float64")}" band="{b}"><SimpleSource>'
+            f'<SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>{b}</SourceBand>'
+            f'<SourceProperties RasterXSize="{width}" RasterYSize="{height}" DataType="{gdal_types.get(dtypes[b - 1], "Float64")}"/>'
+            f'<SrcRect xOff="{rect.col_off}" yOff="{rect.row_off}" xSize="{rect.width}" ySize="{rect.height}"/>'
+            f'<DstRect xOff="0" yOff="0" xSize="{rect.width}" ySize="{rect.height}"/></SimpleSource></VRTRasterBand>')
+    geo = (f"<SRS>{crs.replace('&', '&amp;').replace('<', '&lt;')}</SRS>" if crs else "")
+    gt = ", ".join(repr(v) for v in transform.to_gdal())
+    vrt_path.write_text(f'<VRTDataset rasterXSize="{rect.width}" rasterYSize="{rect.height}">{geo}'
+                        f"<GeoTransform>{gt}</GeoTransform>{''.join(bands)}</VRTDataset>")
+    return vrt_path
+
+
+def write_probabilities(path: Path, blocks, load: Callable[[int], np.ndarray], area: Rect, *, crs,
+                        transform: Affine, classes) -> Path:
+    """Per-class probabilities (uint8, 0-255 = 0-1) as a COG, streamed block by block."""
+    tmp = temp_path(path)
+    profile = dict(driver="GTiff", width=area.width, height=area.height, count=len(classes), dtype="uint8",
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
+                   interleave="band", BIGTIFF="IF_SAFER")
+    if crs is not None:
+        profile.update(crs=crs, transform=transform)
+    try:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            for i, c in enumerate(classes):
+                ds.set_band_description(i + 1, c.name)
+            ds.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
+            for block in blocks:
+                rel = Rect(block.rect.col_off - area.col_off, block.rect.row_off - area.row_off,
+                           block.rect.width, block.rect.height)
+                ds.write(load(block.index), window=rio_window(rel))
+        to_cog(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def write_labels_from_parts(path: Path, blocks, load: Callable[[int], np.ndarray], area: Rect, *, crs,
+                            transform: Affine, classes, truth: str | Path | None = None,
+                            confusion=None) -> Path:
+    """Assemble the label COG from saved blocks; with ``truth``, add each block to ``confusion``."""
+    with LabelWriter(path, area.width, area.height, crs=crs, transform=transform, classes=classes) as w:
+        truth_ds = _open(truth) if truth is not None else None
+        try:
+            for block in blocks:
+                labels = load(block.index)
+                rel = Rect(block.rect.col_off - area.col_off, block.rect.row_off - area.row_off,
+                           block.rect.width, block.rect.height)
+                w.write(rio_window(rel), labels)
+                if truth_ds is not None:
+                    t, t_valid = read_window(truth_ds, rio_window(block.rect))
+                    t = np.where(t_valid, t[0], NODATA_LABEL).astype(np.uint8)
+                    confusion.update(t, labels)
+        finally:
+            if truth_ds is not None:
+                truth_ds.close()
+    return path

@@ -1,0 +1,408 @@
+"""Streaming tiled inference over rasters of any size: ``iter_predict``, ``predict_raster``, ``predict_array``.
+
+The raster is cut into blocks (default 2048 px, the unit of work, memory and resume); model tiles lie
+on one grid anchored at the raster origin (:mod:`segdeep.tiling`). Blocks are processed in
+row-major order: a reader thread prefetches the next block, tiles go to the model in batches, their
+softmax x blend weight is accumulated, and a writer thread saves finished blocks to the resume
+journal. Each tile is computed once: the parts of a tile that later blocks need are kept until those
+blocks run (a strip about ``overlap`` px high across the output, plus the CRF halo). Memory depends
+on block size, tile size and output width, not on the raster's height.
+
+Labels do not depend on the block size, on where a run was interrupted and resumed, or on the
+region asked for (see :mod:`segdeep._engine` for why the sums are exact). With the CRF, each block
+is refined with a halo of context and cropped, so CRF labels can differ slightly at block borders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
+from ._journal import Journal, model_digest
+from ._outputs import finish_outputs, prepare_out_dir
+from ._pipeline_io import BlockReader, BlockWriter
+from .errors import SegdeepError
+from .raster import check_bands, open_raster
+from .tiling import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run is planned: what will be computed, and where."""
+
+    total_tiles: int  # tiles to compute in this run
+    total_blocks: int  # blocks of the output
+    blocks_resumed: int  # blocks already finished by an interrupted run (not recomputed)
+    device: str
+    precision: str
+    batch_size: int
+    block_size: int  # pixels, after rounding to whole tile strides
+
+
+@dataclass(frozen=True)
+class TilesDone:
+    """Progress: tiles finished (computed or skipped because entirely nodata) out of ``total``."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BlockDone:
+    """A block is finished: ``done`` of ``total`` blocks; ``window`` = (col, row, width, height)."""
+
+    index: int
+    done: int
+    total: int
+    window: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """All blocks are done; the final files are being written (``step``: labels, probabilities, ...)."""
+
+    step: str
+
+
+@dataclass
+class PredictResult:
+    """What a run produced (paths are None for outputs not asked for) and how it went."""
+
+    out_dir: Path
+    labels: Path
+    run_json: Path
+    preview: Path | None = None
+    probabilities: Path | None = None
+    report: dict | None = None  # paths of the report files
+    scores: dict | None = None  # segdeep.metrics.scores(...) with truth
+    vector: Path | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 1
+    tiles_computed: int = 0
+    tiles_skipped: int = 0
+    blocks_computed: int = 0
+    blocks_resumed: int = 0
+    timings: dict = field(default_factory=dict)  # seconds
+    peak_rss_mb: float = 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def card_dict(card) -> dict:
+    """A model card as plain JSON types."""
+    if hasattr(card, "to_dict"):
+        return card.to_dict()
+    data = asdict(card) if is_dataclass(card) else dict(vars(card))
+    data["classes"] = [c.to_dict() for c in card.classes]
+    return json.loads(json.dumps(data, default=str))
+
+
+def _resolve_model(bundle, model, card, device):
+    if isinstance(bundle, tuple | list) and len(bundle) == 2:
+        model, card = bundle
+        bundle = None
+    if bundle is not None:
+        from .models.bundle import load_bundle
+
+        if not Path(bundle).exists():
+            raise SegdeepError(f"{bundle}: no such model bundle (a .safetensors file made by segdeep train)")
+        model, card = load_bundle(bundle, device=str(device))
+    if model is None or card is None:
+        raise SegdeepError("no model: pass bundle=PATH or both model= and card=")
+    return model, card
+
+
+def _region(info, window, bounds) -> Rect:
+    full = Rect(0, 0, info.width, info.height)
+    if window is not None and bounds is not None:
+        raise SegdeepError("give a window or bounds, not both")
+    if bounds is not None:
+        if not info.georeferenced:
+            raise SegdeepError(f"{info.path}: bounds need a georeferenced raster; use a pixel window instead")
+        left, bottom, right, top = (float(v) for v in bounds)
+        if not (left < right and bottom < top):
+            raise SegdeepError(f"bounds {tuple(bounds)}: expected left < right and bottom < top (left,bottom,right,top)")
+        inv = ~info.transform
+        cols, rows = zip(*(inv * (x, y) for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))),
+                         strict=True)
+        c0, r0 = math.floor(min(cols) + 1e-9), math.floor(min(rows) + 1e-9)
+        c1, r1 = math.ceil(max(cols) - 1e-9), math.ceil(max(rows) - 1e-9)
+        rect = Rect(c0, r0, c1 - c0, r1 - r0).intersect(full)
+        if rect.empty:
+            raise SegdeepError(f"bounds {tuple(bounds)} do not overlap {info.path} (bounds {info.bounds})")
+        return rect
+    if window is not None:
+        try:
+            c, r, w, h = (int(v) for v in window)
+        except (TypeError, ValueError):
+            raise SegdeepError(f"window {window!r}: expected col,row,width,height in pixels") from None
+        rect = Rect(c, r, w, h)
+        if w < 1 or h < 1 or c < 0 or r < 0 or rect.col_end > info.width or rect.row_end > info.height:
+            raise SegdeepError(f"window {tuple(window)} is not inside {info.path} ({info.width} x {info.height} px); "
+                               "expected col,row,width,height with width, height >= 1")
+        return rect
+    return full
+
+
+def _plan(grid: TileGrid, blocks: BlockGrid, todo, halo: int, raster: Rect):
+    """Per block: region (block + halo), tiles to compute, the read rectangle; and for each computed
+    tile, the (later block, rect) pieces it must keep."""
+    todo_index = {b.index for b in todo}
+    assigned: set[tuple[int, int]] = set()
+    later: dict[tuple[int, int], list[tuple[int, Rect]]] = {}
+    plans = []
+    for block in todo:
+        region = block.rect.expand(halo).intersect(raster) if halo else block.rect
+        own = [t for t in grid.tiles_touching(region) if t not in assigned]
+        read = region
+        for tile in own:
+            assigned.add(tile)
+            rect = grid.rect(*tile)
+            read = read.union(rect)
+            pieces = []
+            for j in blocks.blocks_touching(rect.expand(halo)):
+                if j > block.index and j in todo_index:
+                    other = blocks_rect(blocks, j)
+                    other_region = other.expand(halo).intersect(raster) if halo else other
+                    piece = rect.intersect(other_region)
+                    if not piece.empty:
+                        pieces.append((j, piece))
+            if pieces:
+                later[tile] = pieces
+        plans.append((block, region, own, read))
+    return plans, later
+
+
+def blocks_rect(blocks: BlockGrid, index: int) -> Rect:
+    rows0 = blocks.area.row_off // blocks.block_size
+    cols0 = blocks.area.col_off // blocks.block_size
+    n_cols = blocks.shape[1]
+    b = blocks.block_size
+    br, bc = rows0 + index // n_cols, cols0 + index % n_cols
+    return Rect(bc * b, br * b, b, b).intersect(blocks.area)
+
+
+def iter_predict(
+    image: str | Path,
+    bundle: str | Path | tuple | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    model=None,
+    card=None,
+    tile_size: int | None = None,
+    overlap: int = 64,
+    block_size: int = 2048,
+    batch_size: int | str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    bands: list[int] | None = None,
+    crf=None,
+    probabilities: bool = False,
+    truth: str | Path | None = None,
+    window: tuple[int, int, int, int] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    resume: bool = False,
+    vector: str | Path | None = None,
+    preview: bool = True,
+) -> Generator[object, None, PredictResult]:
+    """Segment a raster block by block; a generator of progress events returning a :class:`PredictResult`.
+
+    Args:
+        image: the raster to segment (GeoTIFF or anything GDAL reads).
+        bundle: a model bundle (``.safetensors``) or a ``(model, card)`` pair; or pass ``model=`` and
+            ``card=``. The card gives the bands, normalisation, classes and default tile size.
+        out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional
+            ``probabilities.tif``, report files and polygons (created if missing).
+        tile_size: model input size in pixels (default: the card's). overlap: pixels shared by
+            neighbouring tiles (at most tile_size / 2). block_size: pixels per block side (rounded
+            up to whole strides); memory grows with its square, labels do not change.
+        batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
+        precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
+        bands: 1-based raster bands fed to the model (default: the card's bands).
+        crf: a :class:`segdeep.crf.CRFParams` to refine each block with a dense CRF, or None.
+        probabilities: also write per-class probabilities (uint8, 255 = 1.0).
+        truth: a label raster on the image's grid: adds an accuracy report (``report.*``).
+        window: (col, row, width, height) in pixels, or bounds: (left, bottom, right, top) in the
+            raster's CRS: segment only that region (same pixels as a full run there).
+        resume: continue an interrupted run in ``out_dir`` (finished blocks are not recomputed).
+        vector: also write polygons to this file (.gpkg, .geojson, .shp; relative to ``out_dir``).
+        preview: write ``preview.png``.
+
+    Events: :class:`Started`, :class:`TilesDone` (after every batch), :class:`BlockDone`,
+    :class:`Finishing`. Closing the generator stops within one batch; no file appears under a final
+    name, and the finished blocks stay in ``out_dir``'s journal for ``resume=True``.
+    """
+    t_start = time.perf_counter()
+    if out_dir is None:
+        raise SegdeepError("no output folder given (out_dir)")
+    info = open_raster(image, warn=False)
+    dev = resolve_device(device)
+    model, card = _resolve_model(bundle, model, card, dev)
+    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
+    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
+    want = list(card.bands)
+    bands = list(bands) if bands else want
+    if len(bands) != len(want):
+        raise SegdeepError(f"bands {bands}: the model takes {len(want)} band(s) (card bands {want}); "
+                           f"give {len(want)} band numbers")
+    if max(bands) > info.count:
+        raise SegdeepError(f"{image}: has {info.count} band(s) but the model needs band(s) {bands}; "
+                           f"choose {len(bands)} of bands 1-{info.count} with bands=/--bands")
+    bands = check_bands(info, bands)
+    area = _region(info, window, bounds)
+    prec = resolve_precision(precision, dev)
+    batch = resolve_batch_size(batch_size, dev, tile_size)
+    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
+    grid = TileGrid(info.width, info.height, tile_size, int(overlap))
+    block = snap_block_size(block_size, grid.stride)
+    blocks = BlockGrid(area, block)
+    halo = int(crf.halo) if crf is not None else 0
+    raster = Rect(0, 0, info.width, info.height)
+    engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch)
+
+    fingerprint = {
+        "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
+        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
+        "model": model_digest(model), "card": card_dict(card), "tile_size": tile_size,
+        "overlap": int(overlap), "block_size": block, "bands": bands, "region": list(asdict(area).values()),
+        "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
+        "device": dev.type, "precision": prec,
+    }
+    journal = Journal(out, fingerprint, resume)
+    all_blocks = list(blocks)
+    todo = [b for b in all_blocks if b.index not in journal.done]
+    plans, later = _plan(grid, blocks, todo, halo, raster)
+    total_tiles = sum(len(p[2]) for p in plans)
+    yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block)
+
+    reader = BlockReader(image, bands, [(p[0].index, p[3]) for p in plans], depth=1)
+    writer = BlockWriter(journal.finish_block, depth=2)
+    store: dict[int, list] = {}
+    tiles_done = 0
+    waits = {"read_wait": 0.0, "write_wait": 0.0}
+    ok = False
+    try:
+        for n, (blk, region, own, _read) in enumerate(plans):
+            t0 = time.perf_counter()
+            _, read_rect, data, valid = reader.get()
+            waits["read_wait"] += time.perf_counter() - t0
+            x = engine.normalise(data, valid)
+            run = engine.run_block(x, valid, read_rect, region, own, store.pop(blk.index, []), later, store)
+            while True:
+                try:
+                    k = next(run)
+                except StopIteration as stop:
+                    acc = stop.value
+                    break
+                tiles_done += k
+                yield TilesDone(tiles_done, total_tiles)
+            del x
+            image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
+            labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
+                                                image_region, crf, probabilities)
+            del acc, data, valid
+            t0 = time.perf_counter()
+            writer.put(blk.index, labels, probs)
+            waits["write_wait"] += time.perf_counter() - t0
+            r = blk.rect
+            yield BlockDone(blk.index, len(all_blocks) - len(todo) + n + 1, len(all_blocks),
+                            (r.col_off, r.row_off, r.width, r.height))
+        ok = True
+    finally:
+        reader.close()
+        if ok:
+            writer.close()
+        else:  # cancelled or failed: keep what is finished for resume, then stop
+            try:
+                writer.close()
+            except BaseException:  # noqa: S110 - the original exception matters more
+                pass
+    compute_s = time.perf_counter() - t_start
+    timings = {"compute": compute_s, **waits, "write_blocks": writer.seconds,
+               **{k: v for k, v in asdict(engine.timings).items() if k != "extra"}}
+    result = PredictResult(out_dir=out, labels=out / "labels.tif", run_json=out / "run.json", device=str(dev),
+                           precision=prec, batch_size=batch, tiles_computed=engine.tiles_computed,
+                           tiles_skipped=engine.tiles_skipped, blocks_computed=len(todo),
+                           blocks_resumed=len(all_blocks) - len(todo))
+    params = {"image": str(image), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
+              "batch_size": batch, "device": str(dev), "precision": prec, "bands": bands,
+              "window": [area.col_off, area.row_off, area.width, area.height], "bounds": list(bounds) if bounds else None,
+              "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
+              "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
+    yield from finish_outputs(result, journal, all_blocks, area, info, card, engine.classes, params=params,
+                              card_data=card_dict(card), truth=truth, probabilities=probabilities,
+                              vector=vector, preview=preview, bands=bands, timings=timings,
+                              t_start=t_start, version=__version__)
+    return result
+
+
+def predict_raster(image: str | Path, bundle=None, out_dir: str | Path | None = None, *,
+                   callback: Callable[[object], None] | None = None, **kwargs) -> PredictResult:
+    """Run :func:`iter_predict` to the end (``callback(event)`` for each event); return its result."""
+    gen = iter_predict(image, bundle, out_dir, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,
+                  overlap: int = 64, batch_size: int | str = "auto", device: str = "auto",
+                  precision: str = "auto", crf=None, probabilities: bool = False):
+    """Segment an in-memory image (bands x height x width, raw pixel values of the card's bands).
+
+    Same tiling, blending and normalisation as :func:`iter_predict` (an image smaller than a tile
+    is padded). ``valid`` (bool height x width) marks nodata pixels (label 255). Returns labels
+    (uint8 height x width), or ``(labels, probabilities uint8 classes x height x width, 255 = 1.0)``
+    with ``probabilities=True``. ``crf``: a :class:`segdeep.crf.CRFParams` to refine the result.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise SegdeepError(f"image must be bands x height x width, got shape {image.shape}")
+    n, h, w = image.shape
+    if n != len(card.bands):
+        raise SegdeepError(f"image has {n} band(s) but the model takes {len(card.bands)} (card bands {list(card.bands)})")
+    dev = resolve_device(device)
+    tile = int(tile_size or getattr(card, "tile_size", None) or 512)
+    check_tiling(tile, overlap, max(w, tile), max(h, tile), where="image")
+    grid = TileGrid(w, h, tile, int(overlap))
+    engine = Engine(model, card, grid=grid, device=dev, precision=resolve_precision(precision, dev),
+                    batch_size=resolve_batch_size(batch_size, dev, tile))
+    region = Rect(0, 0, w, h)
+    own = list(grid.tiles_touching(region))
+    read = region
+    for t in own:
+        read = read.union(grid.rect(*t))
+    data = np.zeros((n, read.height, read.width), dtype=image.dtype)
+    data[:, :h, :w] = image
+    ok = np.zeros((read.height, read.width), dtype=bool)
+    ok[:h, :w] = True if valid is None else np.asarray(valid, dtype=bool)
+    x = engine.normalise(data, ok)
+    run = engine.run_block(x, ok, read, region, own, [], {}, {})
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            acc = stop.value
+            break
+    image_region = crf_image(image, engine.scale) if crf is not None else None
+    labels, probs = engine.finish_block(acc, region, region, ok[:h, :w], image_region, crf, probabilities)
+    return (labels, probs) if probabilities else labels
