@@ -130,7 +130,7 @@ class ConfusionMatrix:
         return (
             f"{name} labels contain class {value} but there are {self.num_classes} classes "
             f"(0-{self.num_classes - 1}); ignore index {self.ignore_index}, nodata 255: "
-            "check the class palette (--classes)"
+            "check the class palette"
         )
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
