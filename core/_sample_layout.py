@@ -1,0 +1,563 @@
+"""World layout of the sample scene: what lies where (materials, heights), pixel by pixel.
+
+A planned desert city on a slightly rotated and gently warped grid of streets (local streets and
+major roads with medians and palm rows, roundabouts), city blocks that are villa plots (villas with
+rooftop details, walls, pools, gardens), apartment/office blocks (large roofs with AC units and
+stair cores, parking with cars), parks (lawn, tree clusters, paths, ponds), open desert (sand,
+tracks, shrubs), and a meandering creek with stone banks and bridges. Every quantity is a pure
+function of the world position and the seed, so any window is generated independently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._sample_noise import fbm, table_uniform, uniform, value_noise
+
+# Materials (index into the renderer's palette) and their label class (Dubai classes).
+SAND, TRACK, PAVING, WALL, BANK, COPING = 0, 1, 2, 3, 4, 5
+ASPHALT, MARKING, SIDEWALK, PARKING, CAR = 6, 7, 8, 9, 10
+LAWN, TREE, PALM, SHRUB = 11, 12, 13, 14
+WATER, POOL = 15, 16
+ROOF, ROOF_EDGE, ROOF_UNIT, ROOF_ROOM = 17, 18, 19, 20
+N_MATERIALS = 21
+BUILDING, LAND, ROAD, VEGETATION, WATER_CLASS = 0, 1, 2, 3, 4
+MATERIAL_CLASS = np.array(
+    [LAND, LAND, LAND, LAND, LAND, LAND,
+     ROAD, ROAD, LAND, ROAD, ROAD,  # sidewalks count as land, as in the Dubai masks
+     VEGETATION, VEGETATION, VEGETATION, VEGETATION,
+     WATER_CLASS, WATER_CLASS,
+     BUILDING, BUILDING, BUILDING, BUILDING], dtype=np.uint8)
+
+# Cell (city block) uses.
+VILLAS, APARTMENTS, PARK, DESERT, WATERFRONT = 0, 1, 2, 3, 4
+
+PU, PV = 240.0, 165.0          # street spacing along the two grid axes (m)
+JU, JV = 40.0, 24.0            # jitter of street positions (m)
+MAJOR_W, MINOR_W = 34.0, 11.0  # road corridor widths (m)
+MEDIAN = 2.2                   # half width of a major road's median (m)
+LANE = 3.6                     # lane width (m)
+LANE_W = 8.0                   # service lane inside deep villa blocks (m)
+CREEK_PERIOD = 2600.0          # distance between creeks (m)
+
+
+class Layout:
+    """The world of one seed; ``scene_size`` (metres, width, height) places the first creek."""
+
+    def __init__(self, seed: int, scene_size: tuple[float, float]) -> None:
+        self.seed = int(seed)
+        u = uniform(self.seed, 1, np.arange(16))
+        self.theta = math.radians(14 + 18 * u[0])
+        self.warp = (9 * u[1], 2 * math.pi * u[2], 7 * u[3], 2 * math.pi * u[4])
+        self.major_u = int(u[5] * 4)
+        self.major_v = int(u[6] * 5)
+        w, h = scene_size
+        self.creek_angle = self.theta + math.radians(62 + 25 * u[7])
+        ca, sa = math.cos(self.creek_angle), math.sin(self.creek_angle)
+        cx, cy = w * (0.62 + 0.1 * u[8]), h * 0.5
+        self.creek_t0 = -cx * sa + cy * ca
+        self.creek_phase = (2 * math.pi * u[9], 2 * math.pi * u[10], 2 * math.pi * u[11])
+        self.creek_hw = float(np.clip(0.045 * min(w, h), 16.0, 70.0))
+        self.dev_salt = 100
+
+    # --- geometry helpers -------------------------------------------------------------------
+    def to_grid(self, x, y):
+        """Scene metres -> grid frame (u, v) in metres, rotated and gently warped."""
+        c, s = math.cos(self.theta), math.sin(self.theta)
+        u = x * c + y * s
+        v = -x * s + y * c
+        a1, p1, a2, p2 = self.warp
+        return u + a1 * np.sin(v / 430.0 + p1), v + a2 * np.sin(u / 520.0 + p2)
+
+    def from_grid(self, u, v):
+        """Approximate inverse of :meth:`to_grid` (ignores the warp, a few metres at most)."""
+        c, s = math.cos(self.theta), math.sin(self.theta)
+        return u * c - v * s, u * s + v * c
+
+    def line_pos(self, i, axis: int):
+        p, j, salt = (PU, JU, 11) if axis == 0 else (PV, JV, 12)
+        r = table_uniform(self.seed, salt, i) if np.ndim(i) else uniform(self.seed, salt, i)
+        return i * p + j * (r - 0.5)
+
+    def line_width(self, i, axis: int):
+        major = ((i - (self.major_u if axis == 0 else self.major_v)) % (4 if axis == 0 else 6)) == 0
+        r = table_uniform(self.seed, 13 + axis, i) if np.ndim(i) else uniform(self.seed, 13 + axis, i)
+        w = MINOR_W + 2.0 * (r > 0.6)
+        return np.where(major, MAJOR_W, w), major
+
+    def creek(self, x, y):
+        """Signed distance to the creek's bank (m, negative in water) and the along-creek coordinate."""
+        ca, sa = math.cos(self.creek_angle), math.sin(self.creek_angle)
+        s = x * ca + y * sa
+        t = -x * sa + y * ca - self.creek_t0
+        p1, p2, p3 = self.creek_phase
+        k1, k2 = 2 * math.pi / 900.0, 2 * math.pi / 330.0
+        centre = 110 * np.sin(k1 * s + p1) + 35 * np.sin(k2 * s + p2)
+        slope = 110 * k1 * np.cos(k1 * s + p1) + 35 * k2 * np.cos(k2 * s + p2)
+        d = t - centre
+        d = (d + CREEK_PERIOD / 2) % CREEK_PERIOD - CREEK_PERIOD / 2
+        hw = self.creek_hw * (1 + 0.3 * np.sin(2 * math.pi * s / 700.0 + p3))
+        return np.abs(d) / np.sqrt(1 + slope * slope) - hw, s
+
+    def cell_use(self, i, k):
+        """Use of the city blocks (i, k) (integer arrays of the same shape)."""
+        cu = (self.line_pos(i, 0) + self.line_pos(i + 1, 0)) / 2
+        cv = (self.line_pos(k, 1) + self.line_pos(k + 1, 1)) / 2
+        x, y = self.from_grid(cu, cv)
+        dev = value_noise(x, y, 450.0, self.seed, self.dev_salt)       # districts
+        dense = value_noise(x, y, 500.0, self.seed, self.dev_salt + 1)  # towers vs villas
+        r = uniform(self.seed, 20, i, k)
+        use = np.where(dense > 0.58, APARTMENTS, VILLAS)
+        use = np.where((r < 0.12) & (dev > 0.3), PARK, use)
+        use = np.where(dev < 0.2 + 0.1 * r, DESERT, use)
+        # Blocks the creek passes through are waterfront promenades.
+        near = np.full(np.shape(i), np.inf)
+        middle = np.full(np.shape(i), np.inf)
+        for fu in np.linspace(0, 1, 6):
+            for fv in np.linspace(0, 1, 6):
+                pu = self.line_pos(i, 0) * (1 - fu) + self.line_pos(i + 1, 0) * fu
+                pv = self.line_pos(k, 1) * (1 - fv) + self.line_pos(k + 1, 1) * fv
+                d = self.creek(*self.from_grid(pu, pv))[0]
+                near = np.minimum(near, d)
+                if 0.2 < fu < 0.8 and 0.2 < fv < 0.8:
+                    middle = np.minimum(middle, d)
+        # Villas near the creek give up the plots it reaches (see _villas); big blocks move away.
+        use = np.where((near < 45.0) & (use == APARTMENTS), VILLAS, use)
+        return np.where(middle < 10.0, WATERFRONT, use)
+
+    # --- the layout of a window ---------------------------------------------------------------
+    def build(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Materials, heights (m) and per-object tones for pixel centres at scene metres (x, y)."""
+        seed = self.seed
+        shape = x.shape
+        mat = np.full(shape, SAND, dtype=np.uint8)
+        hgt = np.zeros(shape, dtype=np.float32)
+        tone = np.zeros(shape, dtype=np.float32)   # per-object random value (colour choice)
+        shade = np.ones(shape, dtype=np.float32)   # local relief shading (tree crowns)
+        u, v = self.to_grid(x, y)
+
+        # Street grid: the cell (i, k) each pixel falls in, and offsets to the nearest streets.
+        def locate(c, axis):
+            p = PU if axis == 0 else PV
+            i = np.floor(c / p).astype(np.int64)
+            i = np.where(c < self.line_pos(i, axis), i - 1, i)
+            i = np.where(c >= self.line_pos(i + 1, axis), i + 1, i)
+            return i
+        i, k = locate(u, 0), locate(v, 1)
+        pu0, pu1 = self.line_pos(i, 0), self.line_pos(i + 1, 0)
+        pv0, pv1 = self.line_pos(k, 1), self.line_pos(k + 1, 1)
+        wu0, mu0 = self.line_width(i, 0)
+        wu1, mu1 = self.line_width(i + 1, 0)
+        wv0, mv0 = self.line_width(k, 1)
+        wv1, mv1 = self.line_width(k + 1, 1)
+        a = (u - pu0 - wu0 / 2).astype(np.float32)   # position inside the block (m)
+        b = (v - pv0 - wv0 / 2).astype(np.float32)
+        big_a = (pu1 - wu1 / 2 - pu0 - wu0 / 2).astype(np.float32)
+        big_b = (pv1 - wv1 / 2 - pv0 - wv0 / 2).astype(np.float32)
+        uses = self._cell_table(i, k)
+        creek_d, creek_s = self.creek(x, y)
+
+        ctx = dict(seed=seed, x=x, y=y, u=u, v=v, i=i, k=k, a=a, b=b, A=big_a, B=big_b,
+                   u0=pu0 + wu0 / 2, v0=pv0 + wv0 / 2,
+                   mat=mat, hgt=hgt, tone=tone, shade=shade, creek=creek_d)
+        for use, fn in ((VILLAS, self._villas), (APARTMENTS, self._apartments), (PARK, self._park),
+                        (DESERT, self._desert), (WATERFRONT, self._waterfront)):
+            sel = uses == use
+            if sel.any():
+                fn(ctx, sel)
+
+        # Roads on top of the blocks.
+        near_u = (u - pu0) < (pu1 - u)
+        off_u = np.where(near_u, u - pu0, u - pu1)
+        w_u = np.where(near_u, wu0, wu1)
+        maj_u = np.where(near_u, mu0, mu1)
+        near_v = (v - pv0) < (pv1 - v)
+        off_v = np.where(near_v, v - pv0, v - pv1)
+        w_v = np.where(near_v, wv0, wv1)
+        maj_v = np.where(near_v, mv0, mv1)
+        self._roads(ctx, off_u, w_u, maj_u, off_v, w_v, maj_v,
+                    np.where(near_u, i, i + 1), np.where(near_v, k, k + 1))
+
+        # The creek: water and stone banks; major roads cross on bridges.
+        bridge = ((np.abs(off_u) < w_u / 2) & maj_u) | ((np.abs(off_v) < w_v / 2) & maj_v)
+        bank = (creek_d < 3.5) & ~bridge
+        water = (creek_d < 0) & ~bridge
+        mat[bank] = BANK
+        hgt[bank] = 0
+        tone[bank] = 0.5
+        mat[water] = WATER
+        hgt[water] = 0
+        tone[water] = np.clip(-creek_d[water] / 7.0, 0, 1)  # 0 at the shore, 1 in deep water
+        deck = bridge & (creek_d < 4)
+        hgt[deck] = np.maximum(hgt[deck], 6.0)
+        rail = deck & ((maj_u & (np.abs(np.abs(off_u) - w_u / 2) < 0.6) & (np.abs(off_u) < w_u / 2))
+                       | (maj_v & (np.abs(np.abs(off_v) - w_v / 2) < 0.6) & (np.abs(off_v) < w_v / 2)))
+        mat[rail] = SIDEWALK
+        hgt[rail] = 7.0
+        self._road_palms(ctx, off_u, maj_u, v, off_v, maj_v, u, bridge | (creek_d < 6))
+        return ctx
+
+    def _cell_table(self, i, k):
+        i0, k0 = int(i.min()), int(k.min())
+        gi, gk = np.meshgrid(np.arange(i0, int(i.max()) + 1), np.arange(k0, int(k.max()) + 1), indexing="ij")
+        return self.cell_use(gi, gk)[i - i0, k - k0]
+
+    # --- block contents -------------------------------------------------------------------------
+    def _villas(self, c, sel):
+        seed, mat, hgt, tone = c["seed"], c["mat"], c["hgt"], c["tone"]
+        i, k = c["i"][sel], c["k"][sel]
+        a, b, big_a, big_b = c["a"][sel], c["b"][sel], c["A"][sel], c["B"][sel]
+        long_a = big_a >= big_b
+        al, ac = np.where(long_a, a, b), np.where(long_a, b, a)
+        bl, bc = np.where(long_a, big_a, big_b), np.where(long_a, big_b, big_a)
+        # Deep blocks get a service lane down the middle, with plots facing it.
+        split = bc > 90
+        half = split & (ac >= bc / 2)
+        lane = split & (np.abs(ac - bc / 2) < LANE_W / 2)
+        ac = np.where(half, ac - bc / 2 - LANE_W / 2, ac)
+        bc = np.where(split, bc / 2 - LANE_W / 2, bc)
+        row = (ac >= bc / 2).astype(np.int64) + 2 * half
+        depth = bc / 2
+        pb = np.where(row % 2 == 1, bc - ac, ac)          # distance from the street
+        pw_t = 17 + 9 * table_uniform(seed, 30, i, k)
+        n = np.maximum(1, np.floor(bl / pw_t))
+        pw = bl / n
+        p = np.clip(np.floor(al / pw), 0, n - 1).astype(np.int64)
+        pa = al - p * pw
+        h = [table_uniform(seed, 40 + j, i, k, row, p) for j in range(12)]
+        mine = np.zeros(a.shape, np.uint8) + SAND
+        mh = np.zeros(a.shape, np.float32)
+        mt = h[0].copy()
+        garden = h[1]
+        # Yard surface: paving, lawn or sand.
+        mine[:] = np.where(garden < 0.4, PAVING, np.where(garden < 0.7, LAWN, SAND))
+        side = 1.8 + 1.4 * h[2]
+        front = 4.0 + 3.0 * h[3]
+        back = 4.0 + 0.25 * depth * h[4]
+        vd = np.maximum(7.0, depth - front - back)
+        in_v = (pa > side) & (pa < pw - side) & (pb > front) & (pb < front + vd)
+        # L-shaped villas: cut a corner.
+        la = (pa - side) / np.maximum(pw - 2 * side, 1)
+        lb = (pb - front) / vd
+        ca = np.where(h[5] < 0.5, la, 1 - la)
+        cb = np.where(h[6] < 0.5, lb, 1 - lb)
+        notch = (h[7] > 0.35) & (ca < 0.25 + 0.25 * h[8]) & (cb < 0.3 + 0.2 * h[9])
+        in_v &= ~notch
+        # Driveway in front of the villa.
+        drive = (pb < front) & (np.abs(pa - (side + 3 + (pw - 2 * side - 6) * h[10])) < 2.2)
+        mine[drive] = PAVING
+        # Pool in the back yard.
+        pool_w, pool_l = 3.5 + 1.5 * h[8], 6 + 4 * h[9]
+        pc = side + pool_l / 2 + (pw - 2 * side - pool_l) * h[11]
+        by = front + vd + back / 2
+        pool_a = np.abs(pa - pc)
+        pool_b = np.abs(pb - by)
+        has_pool = (h[4] > 0.6) & (back > pool_w + 2)
+        coping = has_pool & (pool_a < pool_l / 2 + 0.6) & (pool_b < pool_w / 2 + 0.6)
+        mine[coping] = COPING
+        pool = has_pool & (pool_a < pool_l / 2) & (pool_b < pool_w / 2)
+        mine[pool] = POOL
+        # Boundary walls with a gate.
+        wall = (pa < 0.3) | (pa > pw - 0.3) | (pb > depth - 0.3) | ((pb < 0.3) & ~drive)
+        mine[wall] = WALL
+        mh[wall] = 2.2
+        # Villa: roof with parapet, a roof room and AC units.
+        roof_h = 6.5 + 3.5 * h[2]
+        mine[in_v] = ROOF
+        mh[in_v] = roof_h[in_v]
+        edge = in_v & ((pa - side < 0.5) | (pw - side - pa < 0.5) | (pb - front < 0.5) | (front + vd - pb < 0.5))
+        if True:  # parapet along the edge; the cut corner's inner edges too
+            near_notch = (h[7] > 0.35) & (np.abs(ca - (0.25 + 0.25 * h[8])) * np.maximum(pw - 2 * side, 1) < 0.5) \
+                & (cb < 0.3 + 0.2 * h[9]) | (h[7] > 0.35) & (np.abs(cb - (0.3 + 0.2 * h[9])) * vd < 0.5) \
+                & (ca < 0.25 + 0.25 * h[8])
+            edge |= in_v & near_notch
+        mine[edge] = ROOF_EDGE
+        mh[edge] += 0.6
+        rx = (pa - side) - (pw - 2 * side) * (0.25 + 0.5 * h[3])
+        ry = (pb - front) - vd * (0.25 + 0.5 * h[10])
+        room = in_v & ~edge & (np.abs(rx) < 2.2 + 1.0 * h[5]) & (np.abs(ry) < 1.8 + h[6])
+        mine[room] = ROOF_ROOM
+        mh[room] += 3.0
+        for j, (fa, fb) in enumerate(((0.2, 0.7), (0.75, 0.3), (0.6, 0.8))):
+            ua = (pa - side) - (pw - 2 * side) * (fa + 0.1 * h[j + 4] - 0.05)
+            ub = (pb - front) - vd * fb
+            unit = in_v & ~edge & ~room & (np.abs(ua) < 0.7) & (np.abs(ub) < 0.5) & (h[j + 8] > 0.3)
+            mine[unit] = ROOF_UNIT
+            mh[unit] += 1.0
+        c["_trees_villa"] = (sel, pa, pb, pw, front, vd, side, depth, h, in_v | wall | pool | coping)
+        mat[sel], hgt[sel], tone[sel] = mine, mh, mt
+        # Yard trees and palms (after the plot surface).
+        x, y = c["x"][sel], c["y"][sel]
+        for fa_salt, yard in ((50, "front"), (51, "back"), (52, "back")):
+            t = [table_uniform(seed, fa_salt * 10 + q, i, k, row, p) for q in range(4)]
+            rad = 1.6 + 1.6 * t[0]
+            cx = rad + 0.6 + (pw - 2 * rad - 1.2) * t[1]
+            cy = front * 0.5 if yard == "front" else depth - 0.6 - rad
+            present = t[3] < (0.55 if yard == "front" else 0.45)
+            self._crown(c, sel, pa - cx, pb - cy, rad, present & (rad < np.maximum(front, 2.5)),
+                        palm=t[2] < 0.4, height=5 + 3 * t[0], ident=t[1], x=x, y=y)
+        # Plots the creek comes near to become promenade.
+        al_c = (p + 0.5) * pw
+        ac_c = np.where(row % 2 == 0, depth / 2, bc - depth / 2) + np.where(half, bc + LANE_W, 0)
+        pu = c["u0"][sel] + np.where(long_a, al_c, ac_c)
+        pv = c["v0"][sel] + np.where(long_a, ac_c, al_c)
+        drop = self.creek(*self.from_grid(pu, pv))[0] < 34.0
+        if drop.any():
+            where = sel.copy()
+            where[sel] = drop
+            c["hgt"][where] = 0
+            c["shade"][where] = 1
+            self._waterfront(c, where)
+        if lane.any():
+            idx = np.flatnonzero(sel.ravel())[lane]
+            edge = np.abs(np.where(long_a, b, a) - np.where(long_a, big_b, big_a) / 2)[lane] > LANE_W / 2 - 1.2
+            mat.reshape(-1)[idx] = np.where(edge, SIDEWALK, ASPHALT)
+            hgt.reshape(-1)[idx] = 0
+            tone.reshape(-1)[idx] = 0.3
+
+    def _apartments(self, c, sel):
+        seed, mat, hgt, tone = c["seed"], c["mat"], c["hgt"], c["tone"]
+        i, k = c["i"][sel], c["k"][sel]
+        a, b, big_a, big_b = c["a"][sel], c["b"][sel], c["A"][sel], c["B"][sel]
+        # Long blocks hold several buildings ("lots") side by side.
+        long_a = big_a >= big_b
+        length = np.where(long_a, big_a, big_b)
+        n = np.maximum(1, np.round(length / (60 + 40 * table_uniform(seed, 59, i, k))))
+        lw = length / n
+        q = np.clip(np.floor(np.where(long_a, a, b) / lw), 0, n - 1)
+        lo = np.where(long_a, a, b) - q * lw
+        la, lb = np.where(long_a, lo, a), np.where(long_a, b, lo)
+        lot_a, lot_b = np.where(long_a, lw, big_a), np.where(long_a, big_b, lw)
+        h = [table_uniform(seed, 60 + j, i, k, q.astype(np.int64)) for j in range(10)]
+        m = 6 + 5 * h[0]
+        ba, bb = la - m, lb - m
+        wa, wb = lot_a - 2 * m, lot_b - 2 * m
+        in_b = (ba > 0) & (bb > 0) & (ba < wa) & (bb < wb)
+        kind = np.floor(h[1] * 4)
+        court = 11 + 5 * h[2]
+        hole = (kind == 1) & (ba > court) & (bb > court) & (ba < wa - court) & (bb < wb - court) \
+            & (wa > 3 * court) & (wb > 3 * court)
+        gap = 14.0
+        split = (kind == 2) & np.where(wa > wb, np.abs(ba - wa / 2) < gap / 2, np.abs(bb - wb / 2) < gap / 2)
+        lcut = (kind == 3) & (ba > wa * (0.45 + 0.2 * h[3])) & (bb > wb * (0.45 + 0.2 * h[4]))
+        in_b &= ~(hole | split | lcut)
+        edge_dist = np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b))
+        mine = np.where((h[5] < 0.55) & (edge_dist < 17.0), PARKING, PAVING).astype(np.uint8)
+        mh = np.zeros(a.shape, np.float32)
+        mt = 0.35 + 0.65 * h[6]        # roof colours without the villas' terracotta
+        # Parking stalls with cars along the block edges; lawn strip elsewhere.
+        park = mine == PARKING
+        stall_along = np.where(big_a > big_b, a, b)
+        stall_no = np.floor(stall_along / 2.6)
+        line = park & ((stall_along % 2.6) < 0.18) & ((np.minimum(a, b) % 40) < 100)
+        ident = np.floor(np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b)) / 5.5)
+        car_h = table_uniform(seed, 70, i, k, stall_no.astype(np.int64), ident.astype(np.int64))
+        depth_in = np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b)) % 5.5
+        car = park & ~line & (car_h < 0.6) & (depth_in > 0.5) & (depth_in < 4.9) \
+            & (np.abs((stall_along % 2.6) - 1.3) < 0.9) & ~in_b
+        mine[line] = MARKING
+        mine[car] = CAR
+        mh[car] = 1.5
+        mt[car] = car_h[car] / 0.6
+        strip = ~park & (np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b)) < 3.0)
+        mine[strip] = LAWN
+        mine[hole] = np.where(h[7][hole] < 0.5, LAWN, PAVING)
+        # The building: roof, parapet, stair cores, a field of AC units.
+        bh = 14 + 30 * h[8] ** 2
+        mine[in_b] = ROOF
+        mh[in_b] = bh[in_b]
+        e = 0.8
+        edge = in_b & ~((ba > e) & (bb > e) & (ba < wa - e) & (bb < wb - e)
+                        & ~((kind == 1) & (ba > court - e) & (bb > court - e) & (ba < wa - court + e)
+                            & (bb < wb - court + e))
+                        & ~((kind == 2) & np.where(wa > wb, np.abs(ba - wa / 2) < gap / 2 + e,
+                                                   np.abs(bb - wb / 2) < gap / 2 + e))
+                        & ~((kind == 3) & (ba > wa * (0.45 + 0.2 * h[3]) - e) & (bb > wb * (0.45 + 0.2 * h[4]) - e)))
+        mine[edge] = ROOF_EDGE
+        mh[edge] += 1.0
+        inner = in_b & ~edge
+        for fa, fb in ((0.2, 0.25), (0.7, 0.65)):
+            core = inner & (np.abs(ba - wa * (fa + 0.1 * h[9])) < 3.0) & (np.abs(bb - wb * fb) < 2.5)
+            mine[core] = ROOF_ROOM
+            mh[core] += 3.5
+        grid = inner & (mine == ROOF) & ((ba % 3.2) < 1.6) & ((bb % 2.6) < 1.0) \
+            & (np.abs(ba / np.maximum(wa, 1) - 0.5) < 0.2 + 0.2 * h[2]) & (np.abs(bb / np.maximum(wb, 1) - 0.45) < 0.25)
+        mine[grid] = ROOF_UNIT
+        mh[grid] += 1.2
+        mat[sel], hgt[sel], tone[sel] = mine, mh, mt
+        # Palms around the lawn strip.
+        along = np.where(np.minimum(a, big_a - a) < np.minimum(b, big_b - b), b, a)
+        cross = np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b))
+        pos = np.floor(along / 9.0)
+        ok = ~park & (table_uniform(seed, 71, i, k, pos.astype(np.int64)) < 0.8)
+        self._crown(c, sel, (along % 9.0) - 4.5, cross - 1.5, np.float32(2.6), ok, palm=True, height=7.0,
+                    ident=h[6], x=c["x"][sel], y=c["y"][sel])
+
+    def _park(self, c, sel):
+        seed, mat, tone = c["seed"], c["mat"], c["tone"]
+        x, y = c["x"][sel], c["y"][sel]
+        i, k = c["i"][sel], c["k"][sel]
+        a, b, big_a, big_b = c["a"][sel], c["b"][sel], c["A"][sel], c["B"][sel]
+        mine = np.full(a.shape, LAWN, np.uint8)
+        n = value_noise(x, y, 45.0, seed, 80)
+        path = np.abs(n - 0.5) < 0.025
+        mine[path] = PAVING
+        h = [table_uniform(seed, 81 + j, i, k) for j in range(4)]
+        ex = (a - big_a * (0.3 + 0.4 * h[0])) / (big_a * 0.22)
+        ey = (b - big_b * (0.3 + 0.4 * h[1])) / (big_b * 0.2)
+        r = np.hypot(ex, ey) + 0.15 * (value_noise(x, y, 9.0, seed, 82) - 0.5)
+        pond = (h[2] < 0.5) & (r < 1)
+        mine[(h[2] < 0.5) & (r < 1.12) & ~pond] = SAND
+        mine[pond] = WATER
+        mat[sel] = mine
+        tone[sel] = np.where(pond, np.clip((1 - r) * 2, 0, 1), 0.5)
+        dens = fbm(x, y, 60.0, seed, 83, octaves=2)
+        self._scatter(c, sel, 6.0, 84, (dens > 0.45) & ~pond & (r > 1.2), 1.8, 3.2, palm_share=0.15)
+
+    def _desert(self, c, sel):
+        seed, mat, tone = c["seed"], c["mat"], c["tone"]
+        x, y = c["x"][sel], c["y"][sel]
+        n1 = value_noise(x, y, 70.0, seed, 90) + 0.2 * value_noise(x, y, 9.0, seed, 91)
+        n2 = value_noise(x, y, 110.0, seed, 92) + 0.2 * value_noise(x, y, 13.0, seed, 93)
+        track = (np.abs(n1 - 0.6) < 0.012) | (np.abs(n2 - 0.55) < 0.01)
+        mine = np.full(x.shape, SAND, np.uint8)
+        mine[track] = TRACK
+        mat[sel] = mine
+        tone[sel] = 0.3
+        self._scatter(c, sel, 9.0, 94, value_noise(x, y, 80.0, seed, 95) > 0.55, 0.6, 1.3, shrub=True)
+
+    def _waterfront(self, c, sel):
+        mat, tone = c["mat"], c["tone"]
+        d = c["creek"][sel]
+        x, y = c["x"][sel], c["y"][sel]
+        mine = np.full(d.shape, SAND, np.uint8)
+        mine[d < 14] = PAVING
+        lawn = (d >= 14) & (d < 30) & (value_noise(x, y, 50.0, c["seed"], 96) > 0.35)
+        mine[lawn] = LAWN
+        mat[sel] = mine
+        tone[sel] = 0.5
+        ring = np.abs(d - 8.0)
+        along = c["u"][sel] + c["v"][sel]
+        self._crown(c, sel, (along % 11.0) - 5.5, ring, np.float32(2.6), ring < 3.0, palm=True, height=7.0,
+                    ident=np.float32(0.3), x=x, y=y)
+        self._scatter(c, sel, 7.0, 97, lawn & (d > 18), 1.8, 3.0, palm_share=0.3)
+
+    # --- roads -----------------------------------------------------------------------------------
+    def _roads(self, c, off_u, w_u, maj_u, off_v, w_v, maj_v, line_u, line_v):
+        seed, mat, hgt, tone = c["seed"], c["mat"], c["hgt"], c["tone"]
+        u, v = c["u"], c["v"]
+        qu, qv = np.abs(off_u), np.abs(off_v)
+        in_u, in_v = qu < w_u / 2, qv < w_v / 2
+        road = in_u | in_v
+        sw_u = np.where(maj_u, 3.5, 2.3)
+        sw_v = np.where(maj_v, 3.5, 2.3)
+        carr_u = in_u & (qu < w_u / 2 - sw_u) & ~(maj_u & (qu < MEDIAN))
+        carr_v = in_v & (qv < w_v / 2 - sw_v) & ~(maj_v & (qv < MEDIAN))
+        median_u = in_u & maj_u & (qu < MEDIAN)
+        median_v = in_v & maj_v & (qv < MEDIAN)
+        cross = in_u & in_v
+        mat[road] = SIDEWALK
+        hgt[road] = 0
+        tone[road] = table_uniform(seed, 100, line_u[road], line_v[road])
+        mat[median_u | median_v] = LAWN
+        carr = carr_u | carr_v | (cross & ~(median_u & median_v) & ((qu < w_u / 2 - sw_u) | (qv < w_v / 2 - sw_v)))
+        mat[carr] = ASPHALT
+        # Lane markings (not inside junctions): centre/lane lines dashed, edge lines solid.
+        def marks(q, w, sw, maj, along):
+            dash = (along % 9.0) < 3.0
+            lanes = np.zeros(q.shape, bool)
+            for n in (1, 2):
+                lanes |= maj & (np.abs(q - MEDIAN - n * LANE) < 0.13) & dash
+            lanes |= ~maj & (q < 0.13) & dash
+            edge = (np.abs(q - (w / 2 - sw - 0.5)) < 0.12) | (maj & (np.abs(q - MEDIAN - 0.4) < 0.12))
+            return lanes | edge
+        mark = (carr_u & ~in_v & marks(qu, w_u, sw_u, maj_u, v)) | (carr_v & ~in_u & marks(qv, w_v, sw_v, maj_v, u))
+        # Zebra crossings just before the junctions.
+        zebra_u = carr_u & ~in_v & (qv > w_v / 2 + 1.0) & (qv < w_v / 2 + 4.0) & ((qu % 1.2) < 0.6)
+        zebra_v = carr_v & ~in_u & (qu > w_u / 2 + 1.0) & (qu < w_u / 2 + 4.0) & ((qv % 1.2) < 0.6)
+        mark |= zebra_u | zebra_v
+        mat[mark] = MARKING
+        # Roundabouts at junctions of major roads and at some others.
+        r = np.hypot(off_u, off_v)
+        rnd = (maj_u & maj_v) | (table_uniform(seed, 101, line_u, line_v) < 0.12)
+        r_out = np.maximum(w_u, w_v) / 2 + np.where(maj_u & maj_v, 12.0, 7.0)
+        r_in = r_out - np.where(maj_u & maj_v, 10.0, 7.0)
+        zone = rnd & (r < r_out + 2.5)
+        mat[zone & (r >= r_out)] = np.where(road[zone & (r >= r_out)], SIDEWALK, mat[zone & (r >= r_out)])
+        ring = zone & (r < r_out) & (r >= r_in)
+        mat[ring] = ASPHALT
+        mat[ring & (np.abs(r - (r_in + r_out) / 2) < 0.12) & ((np.arctan2(off_v, off_u) * r) % 6 < 2.5)] = MARKING
+        mat[zone & (r < r_out) & (r >= r_out - 0.3)] = SIDEWALK
+        island = zone & (r < r_in)
+        mat[island] = np.where(r[island] > r_in[island] - 0.7, SIDEWALK, LAWN)
+        hgt[zone & (r < r_out + 2.5)] = 0
+        c["_road"] = road | zone
+        c["_roundabout"] = (zone, r, r_in)
+
+    def _road_palms(self, c, off_u, maj_u, v, off_v, maj_v, u, skip):
+        zone, r, r_in = c["_roundabout"]
+        sel = np.ones(u.shape, bool)
+        pu = maj_u & (np.abs(off_u) < MEDIAN + 1) & ~zone & (np.abs(off_v) > 20) & ~skip
+        pv = maj_v & (np.abs(off_v) < MEDIAN + 1) & ~zone & (np.abs(off_u) > 20) & ~skip
+        dx = np.where(pu, off_u, off_v)
+        along = np.where(pu, v, u)
+        dy = (along % 10.0) - 5.0
+        self._crown(c, sel, dx, dy, np.float32(2.4), pu | pv, palm=True, height=8.0, ident=np.float32(0.5),
+                    x=c["x"], y=c["y"])
+        centre = zone & (r < 3.5)
+        self._crown(c, sel, off_u, off_v, np.float32(3.2), centre & ~skip, palm=True, height=9.0,
+                    ident=np.float32(0.2), x=c["x"], y=c["y"])
+
+    # --- vegetation ---------------------------------------------------------------------------
+    def _crown(self, c, sel, dx, dy, radius, present, palm, height, ident, x, y):
+        """Paint tree crowns centred (dx, dy) = (0, 0) in some local frame (m) on the selected pixels."""
+        rr = np.hypot(dx, dy) / radius
+        ang = np.arctan2(dy, dx)
+        wobble = 0.85 + 0.3 * value_noise(x, y, 0.9, self.seed, 110)
+        frond = 0.45 + 0.55 * np.abs(np.cos(4.5 * ang + 6.28 * ident)) ** 0.6
+        limit = np.where(palm, frond, wobble)
+        inside = present & (rr < limit)
+        if not inside.any():
+            return
+        idx = np.flatnonzero(sel.ravel())[inside.ravel()]
+        mat, hgt, shade, tone = (c[n].reshape(-1) for n in ("mat", "hgt", "shade", "tone"))
+        pal = np.broadcast_to(palm, inside.shape)[inside]
+        mat[idx] = np.where(pal, PALM, TREE)
+        h = np.broadcast_to(height, inside.shape)[inside]
+        rad = np.broadcast_to(radius, inside.shape)[inside]
+        q = rr[inside]
+        dome = h * (0.75 + 0.25 * np.sqrt(np.clip(1 - q * q, 0, 1)))
+        hgt[idx] = np.maximum(hgt[idx], dome.astype(np.float32))
+        # Sunlit side brighter: the sun lies towards +x +y of the image (south-east).
+        sx, sy = self._local_sun(c)
+        nx, ny = (dx[inside] / rad), (dy[inside] / rad)
+        shade[idx] = (0.8 + 0.45 * (nx * sx + ny * sy)).astype(np.float32)
+        tone[idx] = np.broadcast_to(ident, inside.shape)[inside]
+
+    def _local_sun(self, c):
+        # Crown offsets are in the grid frame or the scene frame; the difference is a small rotation.
+        return 0.6, 0.8
+
+    def _scatter(self, c, sel, spacing, salt, density, rmin, rmax, palm_share=0.0, shrub=False):
+        """Scatter tree crowns on a jittered global grid of ``spacing`` metres where ``density``."""
+        x, y = c["x"][sel], c["y"][sel]
+        gx, gy = np.floor(x / spacing).astype(np.int64), np.floor(y / spacing).astype(np.int64)
+        t = [table_uniform(self.seed, salt * 10 + q, gx, gy) for q in range(4)]
+        rad = rmin + (rmax - rmin) * t[0]
+        room = spacing / 2 - rad
+        cx = (gx + 0.5) * spacing + room * (2 * t[1] - 1)
+        cy = (gy + 0.5) * spacing + room * (2 * t[2] - 1)
+        present = density & (t[3] < 0.8)
+        if shrub:
+            dx, dy = x - cx, y - cy
+            rr = np.hypot(dx, dy) / rad * (0.85 + 0.3 * value_noise(x, y, 0.7, self.seed, 111))
+            inside = present & (rr < 1)
+            idx = np.flatnonzero(sel.ravel())[inside.ravel()]
+            c["mat"].reshape(-1)[idx] = SHRUB
+            c["hgt"].reshape(-1)[idx] = 1.2
+            c["shade"].reshape(-1)[idx] = (0.8 + 0.4 * ((dx * 0.6 + dy * 0.8) / rad)[inside]).astype(np.float32)
+            return
+        self._crown(c, sel, x - cx, y - cy, rad.astype(np.float32), present, palm=t[1] < palm_share,
+                    height=(5 + 4 * t[0]).astype(np.float32), ident=t[2], x=x, y=y)

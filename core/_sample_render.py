@@ -1,0 +1,155 @@
+"""Colours, textures, cast shadows and sensor effects for the sample scene.
+
+Colours imitate the Dubai aerial images (MBRSC, CC0): bright, slightly cool pale sand, dark grey
+asphalt, light roofs with strong texture, dark green vegetation and very dark water (statistics
+measured from the images and their masks). The sun stands in the south-east at 58 degrees, so
+shadows fall to the north-west, all in the same direction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from . import _sample_layout as L
+from ._sample_noise import fbm, pixel_noise, value_noise
+
+SUN = (0.6, 0.8)                       # direction towards the sun in the image (x right, y down)
+SUN_ELEVATION = math.radians(58.0)
+MAX_HEIGHT = 46.0                      # tallest object (m): sets the halo for shadows
+SHADOW_TINT = np.array([0.33, 0.37, 0.47], np.float32)
+
+# Base colour (R, G, B) and texture strengths (fine, medium) per material.
+BASE = np.zeros((L.N_MATERIALS, 3), np.float32)
+FINE = np.zeros(L.N_MATERIALS, np.float32)
+MEDIUM = np.zeros(L.N_MATERIALS, np.float32)
+for _m, _rgb, _f, _md in (
+    (L.SAND, (204, 196, 186), 0.06, 0.10), (L.TRACK, (178, 171, 164), 0.05, 0.06),
+    (L.PAVING, (186, 180, 172), 0.04, 0.05), (L.WALL, (222, 216, 204), 0.03, 0.02),
+    (L.BANK, (160, 156, 148), 0.16, 0.06), (L.COPING, (226, 224, 216), 0.02, 0.0),
+    (L.ASPHALT, (78, 76, 79), 0.07, 0.06), (L.MARKING, (226, 226, 220), 0.03, 0.03),
+    (L.SIDEWALK, (170, 166, 162), 0.05, 0.04), (L.PARKING, (100, 98, 100), 0.06, 0.05),
+    (L.CAR, (200, 200, 200), 0.02, 0.0),
+    (L.LAWN, (80, 96, 58), 0.10, 0.12), (L.TREE, (46, 60, 40), 0.22, 0.08),
+    (L.PALM, (64, 80, 48), 0.20, 0.05), (L.SHRUB, (98, 100, 74), 0.15, 0.05),
+    (L.WATER, (17, 27, 26), 0.05, 0.10), (L.POOL, (64, 160, 178), 0.02, 0.03),
+    (L.ROOF, (210, 206, 198), 0.05, 0.08), (L.ROOF_EDGE, (222, 220, 214), 0.03, 0.02),
+    (L.ROOF_UNIT, (188, 192, 196), 0.05, 0.0), (L.ROOF_ROOM, (200, 196, 188), 0.04, 0.02),
+):
+    BASE[_m], FINE[_m], MEDIUM[_m] = _rgb, _f, _md
+
+ROOF_COLOURS = np.array([
+    (168, 100, 78), (200, 184, 158), (178, 110, 84), (206, 196, 176),   # villas only (tone < 0.35)
+    (230, 228, 222), (218, 212, 198), (190, 190, 190), (170, 170, 172),
+    (146, 152, 160), (214, 214, 214), (128, 126, 124), (184, 176, 164), (156, 150, 140),
+], np.float32)
+CAR_COLOURS = np.array([
+    (235, 235, 235), (240, 240, 238), (190, 192, 196), (40, 40, 44), (120, 122, 126),
+    (150, 30, 30), (40, 60, 120), (210, 200, 180),
+], np.float32)
+SHALLOW = np.array([52, 74, 66], np.float32)
+
+
+def halo_pixels(gsd: float) -> int:
+    """Pixels of context a window needs on each side so shadows and blurs match the whole scene."""
+    return int(math.ceil(MAX_HEIGHT / math.tan(SUN_ELEVATION) / gsd)) + 8
+
+
+def cast_shadows(hgt: np.ndarray, gsd: float) -> np.ndarray:
+    """Boolean shadow mask from a height map (m): a pixel is shadowed when something between it and
+    the sun rises above the sun's ray."""
+    h, w = hgt.shape
+    best = np.full(hgt.shape, -np.inf, np.float32)
+    rise = gsd * math.tan(SUN_ELEVATION)
+    top = float(hgt.max()) if hgt.size else 0.0
+    for step in range(1, int(math.ceil(top / rise)) + 1):
+        ox, oy = int(round(step * SUN[0])), int(round(step * SUN[1]))
+        if ox >= w or oy >= h:
+            break
+        view = best[: h - oy, : w - ox]
+        np.maximum(view, hgt[oy:, ox:] - np.float32(step * rise), out=view)
+    return best > hgt + 0.25
+
+
+def colour(ctx: dict, cols: np.ndarray, rows: np.ndarray, gsd: float, seed: int) -> np.ndarray:
+    """RGB float image (h x w x 3, 0-255 scale) for a laid-out window (see Layout.build)."""
+    mat, hgt, tone, shade = ctx["mat"], ctx["hgt"], ctx["tone"], ctx["shade"]
+    x, y = ctx["x"], ctx["y"]
+    img = BASE[mat].copy()
+    # Per-object colours.
+    roofish = (mat == L.ROOF) | (mat == L.ROOF_EDGE) | (mat == L.ROOF_ROOM)
+    if roofish.any():
+        ri = np.minimum((tone[roofish] * len(ROOF_COLOURS)).astype(int), len(ROOF_COLOURS) - 1)
+        factor = np.select([mat[roofish] == L.ROOF_EDGE, mat[roofish] == L.ROOF_ROOM], [1.07, 0.93], 1.0)
+        img[roofish] = np.minimum(ROOF_COLOURS[ri] * factor[:, None], 250)
+    car = mat == L.CAR
+    if car.any():
+        ci = np.minimum((tone[car] * len(CAR_COLOURS)).astype(int), len(CAR_COLOURS) - 1)
+        img[car] = CAR_COLOURS[ci]
+    water = mat == L.WATER
+    if water.any():
+        t = tone[water][:, None]
+        img[water] = SHALLOW * (1 - t) + BASE[L.WATER] * t
+    # Sand: two tones mixed by large-scale noise, plus darker patches of compacted ground.
+    sand = (mat == L.SAND) | (mat == L.TRACK)
+    if sand.any():
+        n = fbm(x[sand], y[sand], 160.0, seed, 200, octaves=3)
+        warm = np.array([214, 204, 190], np.float32)
+        grey = np.array([176, 172, 168], np.float32)
+        xs, ys = x[sand], y[sand]
+        patches = 1 + 0.16 * (fbm(xs, ys, 40.0, seed, 206, octaves=3) - 0.5)
+        grit = value_noise(xs, ys, 0.6, seed, 207)
+        dots = np.where(grit < 0.06, 0.82, np.where(grit > 0.95, 1.06, 1.0))
+        img[sand] = (img[sand] / BASE[L.SAND]) * (warm * n[:, None] + grey * (1 - n[:, None])) \
+            * (patches * dots)[:, None]
+    if roofish.any():  # slab seams and stains on roofs
+        us, vs = ctx["u"][roofish], ctx["v"][roofish]
+        seam = ((us % 6.0) < 0.3) | ((vs % 6.0) < 0.3)
+        img[roofish] *= np.where(seam, 0.93, 1.0)[:, None]
+    road_tone = (mat == L.ASPHALT) | (mat == L.SIDEWALK)
+    img[road_tone] *= (0.9 + 0.2 * tone[road_tone])[:, None]
+    lawn = mat == L.LAWN
+    if lawn.any():
+        stripes = 1 + 0.05 * np.sign(np.sin(ctx["u"][lawn] * (math.pi / 2.5)))
+        dry = value_noise(x[lawn], y[lawn], 14.0, seed, 201)[:, None]
+        img[lawn] = img[lawn] * stripes[:, None] * (1 - 0.4 * dry) \
+            + np.array([150, 140, 100], np.float32) * 0.4 * dry
+    crowns = (mat == L.TREE) | (mat == L.PALM) | (mat == L.SHRUB)
+    img[crowns] *= (0.85 + 0.3 * tone[crowns])[:, None]
+    img *= shade[..., None]
+    # Textures: medium-scale mottling and fine grain, per material strength.
+    medium = fbm(x, y, 18.0, seed, 202, octaves=3) - 0.5
+    fine = value_noise(x, y, 0.9, seed, 203) - 0.5
+    img *= (1 + 2 * MEDIUM[mat] * medium + 2 * FINE[mat] * fine)[..., None]
+    ripples = value_noise(x * 0.3 + y * 0.95, x * 0.95 - y * 0.3, 2.5, seed, 204) - 0.5
+    img[water | (mat == L.POOL)] *= (1 + 0.25 * ripples[water | (mat == L.POOL)])[:, None]
+    # Shadows (soft-edged), then ambient occlusion at the foot of tall things.
+    shadow = cast_shadows(hgt, gsd).astype(np.float32)
+    shadow = ndimage.gaussian_filter(shadow, 0.6, truncate=3.0)
+    img *= 1 - shadow[..., None] * (1 - SHADOW_TINT)
+    around = ndimage.gaussian_filter(hgt, 2.0 / gsd, truncate=3.0)
+    img *= (1 - np.clip((around - hgt) / 25.0, 0, 0.18))[..., None]
+    # Sensor: slight haze and cool cast, optical blur, noise.
+    img = img * 0.9 + np.array([16, 16, 19], np.float32)
+    for ch in range(3):
+        img[..., ch] = ndimage.gaussian_filter(img[..., ch], 0.55, truncate=3.0)
+    img += 5.0 * pixel_noise(cols, rows, seed, 205)
+    return img
+
+
+def render(layout: L.Layout, col_off: int, row_off: int, width: int, height: int, gsd: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Image (3 x height x width uint8) and labels (height x width uint8) of one window (pixels)."""
+    pad = halo_pixels(gsd)
+    rows = np.arange(row_off - pad, row_off + height + pad, dtype=np.int64)[:, None]
+    cols = np.arange(col_off - pad, col_off + width + pad, dtype=np.int64)[None, :]
+    x = np.broadcast_to((cols + 0.5) * gsd, (rows.size, cols.size)).astype(np.float64)
+    y = np.broadcast_to((rows + 0.5) * gsd, (rows.size, cols.size)).astype(np.float64)
+    ctx = layout.build(x, y)
+    img = colour(ctx, cols, rows, gsd, layout.seed)
+    crop = (slice(pad, pad + height), slice(pad, pad + width))
+    rgb = np.clip(np.rint(img[crop]), 0, 255).astype(np.uint8)
+    labels = L.MATERIAL_CLASS[ctx["mat"][crop]]
+    return np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), labels
