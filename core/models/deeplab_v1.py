@@ -7,16 +7,17 @@ VGG16 with atrous ("hole") convolution, as in the reference ``DeepLab-LargeFOV``
 * conv5_1 ... conv5_3 are dilated by 2 (they follow pool4, which no longer subsamples);
 * LargeFOV head: fc6 is a 3x3 convolution with dilation 12 and 1024 channels (instead of 7x7x4096),
   fc7 a 1x1 convolution with 1024 channels, each with ReLU and dropout 0.5, then fc8 (1x1) scores;
-* the stride-8 logits are upsampled bilinearly to the input size. DeepLab then refines them with a
-  fully connected CRF (``segdeep.dense_crf``), which is not part of the network.
+* the stride-8 logits are upsampled bilinearly to the input size, logit j at input pixel 8j as in
+  DeepLab's ``Interp`` layer (:func:`~segdeep.models._align.upsample_logits`). DeepLab then refines
+  them with a fully connected CRF (``segdeep.dense_crf``), which is not part of the network.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from ._align import upsample_logits
 from .registry import register_model
 from .vgg import dilate_stage, fc_convs, load_vgg16_weights, pool_indices, vgg16_features
 
@@ -39,9 +40,7 @@ class DeepLabV1(nn.Module):
         nn.init.zeros_(self.fc8.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        y = self.fc8(self.fc(self.features(x)))
-        return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+        return upsample_logits(self.fc8(self.fc(self.features(x))), x.shape[-2:], 8)
 
 
 @register_model("deeplab_v1", output_stride=8,

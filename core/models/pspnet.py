@@ -5,7 +5,8 @@ keep their resolution and use dilation 2 and 4 instead of stride 2. The pyramid 
 average-pools those features into 1x1, 2x2, 3x3 and 6x6 bins, reduces each with a 1x1 conv-BN-ReLU to
 1/4 of the channels (1/N for N levels), upsamples them bilinearly back to the feature size and
 concatenates them with the features; a 3x3 conv-BN-ReLU (512 channels), dropout 0.1 and a 1x1 class
-convolution follow, and the logits are upsampled bilinearly to the input size.
+convolution follow, and the logits are upsampled bilinearly to the input size (logit j at input
+pixel 8j, the ResNet's geometry; :func:`~segdeep.models._align.upsample_logits`).
 
 ``backbone``: "resnet50" (default, as in the paper's ablations; "resnet101" is the paper's best),
 or "resnet18" / "resnet34" as light options. Not reproduced: the paper's deep-stem ResNet (three 3x3
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet
 
 from ..errors import SegdeepError
+from ._align import upsample_logits
 from ._utils import adapt_first_conv
 from .registry import register_model
 
@@ -93,12 +95,10 @@ class PSPNet(nn.Module):
             nn.Conv2d(head_channels, num_classes, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
         b = self.backbone
         y = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         y = b.layer4(b.layer3(b.layer2(b.layer1(y))))
-        y = self.head(self.ppm(y))
-        return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+        return upsample_logits(self.head(self.ppm(y)), x.shape[-2:], 8)
 
 
 @register_model("pspnet", output_stride=8,

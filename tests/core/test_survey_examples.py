@@ -117,3 +117,68 @@ def test_fcn_final_upsampling_fixed_intermediate_learned(fcn16s_small):
     """Long et al.: the final deconvolution is fixed to bilinear, the 2x one is learned."""
     assert not fcn16s_small.upscore16.weight.requires_grad
     assert fcn16s_small.upscore2.weight.requires_grad
+
+
+def _input_coordinate(layers) -> tuple[float, float]:
+    """(scale, shift) such that pixel x of the layers' output is centred on input pixel
+    scale * x + shift (each conv / pool maps x_out to stride * x_out + (k - 1) * d / 2 - pad)."""
+    scale, shift = 1.0, 0.0
+    for m in layers:
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
+            k, s, p, d = (v if isinstance(v, int) else v[0]
+                          for v in (m.kernel_size, m.stride, m.padding, m.dilation))
+            shift += scale * ((k - 1) * d / 2 - p)
+            scale *= s
+    return scale, shift
+
+
+def _upsampled(coord: tuple[float, float], up: torch.nn.ConvTranspose2d, crop: int):
+    """Compose with a transposed conv (input i lands on s * i + (k - 1) / 2) and a crop."""
+    scale, shift = coord
+    s, k = up.stride[0], up.kernel_size[0]
+    return scale / s, shift + scale * (crop - (k - 1) / 2) / s
+
+
+@pytest.mark.parametrize("stride", [32, 16, 8])
+def test_fcn_crops_centre_every_output_pixel_on_its_input_pixel(stride):
+    """Long et al.'s crop offsets (19; 5, 27; 5, 9, 31) are exact: output pixel y is centred on
+    input pixel y, and each skip's score map is aligned with the upsampled coarser scores."""
+    model = FCN(num_classes=2, stride=stride, fc_channels=8)
+    pools = pool_indices(model.features)
+    pool3 = _input_coordinate(model.features[:pools[2] + 1])
+    pool4 = _input_coordinate(model.features[:pools[3] + 1])
+    score = _input_coordinate([*model.features, *model.fc, model.score_fr])
+    if stride == 32:
+        assert _upsampled(score, model.upscore, 19) == (1.0, 0.0)
+        return
+    fuse4 = _upsampled(score, model.upscore2, 0)
+    assert fuse4 == (pool4[0], pool4[1] + 5 * pool4[0])  # score_pool4 cropped at 5
+    if stride == 16:
+        assert _upsampled(fuse4, model.upscore16, 27) == (1.0, 0.0)
+        return
+    fuse3 = _upsampled(fuse4, model.upscore_pool4, 0)
+    assert fuse3 == (pool3[0], pool3[1] + 9 * pool3[0])  # score_pool3 cropped at 9
+    assert _upsampled(fuse3, model.upscore8, 31) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["deeplab_v1", "pspnet", "dilated"])
+def test_stride8_logits_are_centred_on_their_input_pixels(name):
+    """DeepLab's atrous VGG and the dilated ResNet put logit j on input pixel 8j (3x3 pad-1 pools
+    and strided convs), Yu & Koltun's 2x2 pools on 8j + 3.5; the upsampling follows suit."""
+    from segdeep.models import create_model
+
+    kwargs = {"pspnet": {"backbone": "resnet18"}}.get(name, {"fc_channels": 8})
+    model = create_model(name, num_classes=2, **kwargs)
+    layers = [m for n, m in model.named_modules() if "downsample" not in n and "ppm" not in n]
+    expected = (8.0, 3.5) if name == "dilated" else (8.0, 0.0)
+    assert _input_coordinate(layers) == expected
+
+
+def test_upsample_logits_puts_logit_j_on_pixel_stride_times_j():
+    from segdeep.models._align import upsample_logits
+
+    ramp = (8.0 * torch.arange(5.0))[None, None, :, None].expand(1, 1, 5, 3)  # logit j = 8j
+    out = upsample_logits(ramp, (37, 20), 8)
+    assert out.shape == (1, 1, 37, 20)
+    assert torch.allclose(out[0, 0, :33, 0], torch.arange(33.0))  # exact up to the last logit
+    assert torch.equal(out[0, 0, 33:, 0], torch.full((4,), 32.0))  # edge: last logit replicated
