@@ -41,6 +41,8 @@ def table_uniform(seed: int, salt: int, *index_arrays: np.ndarray) -> np.ndarray
     Hashes only the distinct index combinations (a small table over the index ranges) and gathers,
     which is much cheaper than hashing every pixel when the indices are coarse.
     """
+    if index_arrays[0].size == 0:
+        return np.zeros(index_arrays[0].shape, np.float32)
     mins = [int(a.min()) for a in index_arrays]
     sizes = [int(a.max()) - m + 1 for a, m in zip(index_arrays, mins, strict=True)]
     grids = np.meshgrid(*[np.arange(m, m + s) for m, s in zip(mins, sizes, strict=True)], indexing="ij")
@@ -53,6 +55,8 @@ def value_noise(x: np.ndarray, y: np.ndarray, cell: float, seed: int, salt: int)
 
     The lattice is global (anchored at 0, 0), so values do not depend on the window.
     """
+    if np.size(x) == 0:
+        return np.zeros(np.shape(x), np.float32)
     gx = x / cell
     gy = y / cell
     ix = np.floor(gx)
