@@ -1,14 +1,10 @@
-"""Label raster -> polygons for GIS, streamed block by block without seams.
+"""Label raster -> polygons for GIS (GeoPackage, GeoJSON, Shapefile), streamed without seams.
 
-Each block is polygonized with :func:`rasterio.features.shapes` (4-connectivity, so pixels touching
-only at a corner are separate polygons and every polygon is valid) in *global pixel coordinates*:
-vertices are exact integers, so pieces of one region cut by a block edge share their edge exactly.
-Polygons that touch no inner block edge are final at once. Pieces touching an inner block edge wait
-until their block row is done; pieces of the same class that share an edge (not just a corner) are
-grouped (STRtree + DE-9IM boundary/boundary dimension 1) and a group is unioned and written as soon
-as it cannot grow into the next block row. Memory is one block plus the pieces of regions still open
-across the current block-row border. Geometries go to CRS coordinates (the raster's transform) only
-when written, so the result is the same for any block size.
+The polygons come block by block from :func:`segdeep._polygonize.iter_polygons` in global pixel
+coordinates, with regions cut by block edges merged (so the result is the same for any block
+size). Here they go to CRS coordinates (the raster's transform), get simplified / filtered and
+their attributes, and are written with pyogrio in batches into a temporary folder; files get their
+final names only when complete. A GeoPackage also gets a QGIS style per layer.
 """
 
 from __future__ import annotations
@@ -19,18 +15,19 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.features import shapes
-from rasterio.windows import Window
 
+from ._polygonize import BorderMerger, iter_polygons, polygonize_block
 from .classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from .errors import SegdeepError
-from .raster import _open, open_raster, read_classes_tag, read_window
+from .raster import open_raster, read_classes_tag
+
+__all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerger", "format_from_path", "FORMATS"]
 
 FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "shp": ("ESRI Shapefile", ".shp")}
 _EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson", ".shp": "shp"}
@@ -45,165 +42,6 @@ def format_from_path(path: str | Path) -> str:
         raise SegdeepError(f"{path}: unknown vector format {Path(path).suffix!r}; use .gpkg, .geojson or .shp "
                            "or give the format")
     return fmt
-
-
-# --------------------------------------------------------------------------------------------------
-# Block polygonization and border merging (pixel coordinates)
-
-
-def polygonize_block(labels: np.ndarray, mask: np.ndarray, col_off: int = 0,
-                     row_off: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Polygons of a label block in global pixel coordinates: ``(geometries, class values uint8)``.
-
-    ``mask`` (bool) selects the pixels that may become polygons; ``col_off``/``row_off`` place the
-    block in the raster (pixels). Vertices are integers, 4-connectivity.
-    """
-    items = list(shapes(labels, mask=mask, connectivity=4, transform=Affine.translation(col_off, row_off)))
-    if not items:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)
-    rings = [r for geom, _ in items for r in geom["coordinates"]]
-    ring_len = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
-    n_rings = np.fromiter((len(g["coordinates"]) for g, _ in items), dtype=np.int64, count=len(items))
-    coords = np.array([xy for r in rings for xy in r], dtype=np.float64)
-    geoms = shapely.from_ragged_array(
-        shapely.GeometryType.POLYGON, coords,
-        (np.concatenate([[0], np.cumsum(ring_len)]), np.concatenate([[0], np.cumsum(n_rings)])),
-    )
-    values = np.fromiter((v for _, v in items), dtype=np.float64, count=len(items)).astype(np.uint8)
-    return geoms, values
-
-
-def _components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Connected-component label of each of ``n`` nodes, given edges as pairs of index arrays."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    a = np.concatenate([p[0] for p in pairs] + [np.empty(0, dtype=np.int64)])
-    b = np.concatenate([p[1] for p in pairs] + [np.empty(0, dtype=np.int64)])
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
-
-
-class BorderMerger:
-    """Merge polygon pieces cut by block edges, one block row at a time (pixel coordinates).
-
-    Call :meth:`add` with the border pieces of each block of a row, then :meth:`finish_row` with the
-    row's last pixel row (exclusive); it returns the regions that are complete. Regions still
-    touching the row's bottom edge stay open until a later row completes them.
-    """
-
-    def __init__(self, height: int) -> None:
-        self.height = height
-        self._geoms = np.empty(0, dtype=object)   # pieces of open regions
-        self._cls = np.empty(0, dtype=np.uint8)
-        self._comp = np.empty(0, dtype=np.int64)  # region id of each open piece
-        self._new: list[tuple[np.ndarray, np.ndarray]] = []
-        self.max_open = 0  # most pieces held at once (for memory diagnostics)
-
-    def add(self, geoms: np.ndarray, cls: np.ndarray) -> None:
-        if len(geoms):
-            self._new.append((geoms, cls))
-
-    def finish_row(self, row_start: int, row_end: int) -> Iterator[tuple[int, object]]:
-        """Group and return finished regions as ``(class value, polygon)`` (pixel coordinates)."""
-        n_old = len(self._geoms)
-        new_g = [g for g, _ in self._new]
-        geoms = np.concatenate([self._geoms, *new_g]) if new_g else self._geoms
-        cls = np.concatenate([self._cls, *[c for _, c in self._new]]) if new_g else self._cls
-        self._new = []
-        n = len(geoms)
-        self.max_open = max(self.max_open, n)
-        if n == 0:
-            return
-        maxy = shapely.bounds(geoms)[:, 3]
-        # Old pieces of one region are linked to its first piece.
-        pairs = []
-        if n_old:
-            _, first, inverse = np.unique(self._comp, return_index=True, return_inverse=True)
-            pairs.append((np.arange(n_old), first[inverse]))
-        # Pieces that may share an edge: everything new, and old pieces on this row's top edge.
-        active = np.flatnonzero((np.arange(n) >= n_old) | (maxy == row_start))
-        if len(active) > 1:
-            tree = shapely.STRtree(geoms[active])
-            qi, qj = tree.query(geoms[active], predicate="intersects")
-            a, b = active[qi], active[qj]
-            keep = (a < b) & (cls[a] == cls[b])
-            a, b = a[keep], b[keep]
-            shared_edge = shapely.relate_pattern(geoms[a], geoms[b], "****1****")
-            pairs.append((a[shared_edge], b[shared_edge]))
-        comp = _components(n, pairs)
-        # A region is finished unless one of its pieces reaches this row's bottom edge.
-        if row_end < self.height:
-            open_comps = np.unique(comp[maxy == row_end])
-            still_open = np.isin(comp, open_comps)
-        else:
-            still_open = np.zeros(n, dtype=bool)
-        self._geoms, self._cls, self._comp = geoms[still_open], cls[still_open], comp[still_open]
-        done = np.flatnonzero(~still_open)
-        order = done[np.argsort(comp[done], kind="stable")]
-        starts = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            members = order[s:e]
-            if e - s == 1:
-                yield int(cls[members[0]]), geoms[members[0]]
-            else:
-                merged = shapely.union_all(geoms[members])
-                for part in shapely.get_parts(merged):  # one Polygon, by construction
-                    yield int(cls[members[0]]), part
-
-
-def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
-                  progress: Callable[[int, int], None] | None = None, stats: dict | None = None
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
-
-    Batches come per block (interior polygons) and per block row (merged border regions). Nodata
-    (255, or masked) and ``exclude`` class values never become polygons. ``progress(done, total)``
-    is called after each block; ``stats`` (a dict) receives ``blocks`` and ``max_open_pieces``.
-    """
-    if block_size < 1:
-        raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
-    ds = _open(labels_path)
-    with ds:
-        if ds.count != 1:
-            raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {ds.count}")
-        width, height = ds.width, ds.height
-        merger = BorderMerger(height)
-        n_rows, n_cols = -(-height // block_size), -(-width // block_size)
-        done = 0
-        excluded = np.zeros(256, dtype=bool)
-        excluded[list(exclude)] = True
-        excluded[NODATA_LABEL] = True
-        for r in range(n_rows):
-            r0, r1 = r * block_size, min(height, (r + 1) * block_size)
-            for c in range(n_cols):
-                c0, c1 = c * block_size, min(width, (c + 1) * block_size)
-                data, valid = read_window(ds, Window(c0, r0, c1 - c0, r1 - r0))
-                labels = data[0]
-                if labels.dtype != np.uint8:
-                    if valid.any() and (labels[valid].min() < 0 or labels[valid].max() > 254):
-                        raise SegdeepError(f"{labels_path}: label values must be 0-254 (255 = nodata), got "
-                                           f"{labels[valid].min()}..{labels[valid].max()}")
-                    labels = np.where(valid, labels, 0).astype(np.uint8)
-                mask = valid & ~excluded[labels]
-                geoms, cls = polygonize_block(labels, mask, c0, r0)
-                if len(geoms):
-                    b = shapely.bounds(geoms)
-                    border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
-                              | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
-                    if (~border).any():
-                        yield cls[~border], geoms[~border]
-                    merger.add(geoms[border], cls[border])
-                done += 1
-                if progress is not None:
-                    progress(done, n_rows * n_cols)
-            merged = list(merger.finish_row(r0, r1))
-            if stats is not None:
-                stats.update(blocks=done, max_open_pieces=merger.max_open)
-            if merged:
-                yield (np.array([m[0] for m in merged], dtype=np.uint8),
-                       np.array([m[1] for m in merged], dtype=object))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,6 +175,7 @@ def vectorize_raster(
     classes: Sequence[ClassInfo] | None = None,
     exclude: Sequence[int | str] = (),
     block_size: int = 2048,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Turn a label raster into polygons with class attributes, streaming block by block.
@@ -353,6 +192,7 @@ def vectorize_raster(
         classes: palette for names and colours; default the one stored in the label raster, else Dubai's.
         exclude: class names or indices that get no polygons (nodata never does).
         block_size: pixels per block side; memory grows with its square, the result does not change.
+        workers: processes polygonizing blocks in parallel (1 = in this process); same result.
         progress: called as ``progress(blocks_done, blocks_total)``.
 
     Every polygon has ``class_index`` (``class_idx`` in a Shapefile), ``class_name``, ``area`` (CRS
@@ -397,7 +237,7 @@ def vectorize_raster(
     dropped = 0
     try:
         sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class)
-        for cls, px in iter_polygons(labels_path, block_size=block_size, exclude=excluded,
+        for cls, px in iter_polygons(labels_path, block_size=block_size, exclude=excluded, workers=workers,
                                      progress=progress, stats=stats):
             geoms = _apply_transform(px, transform)
             if simplify > 0:

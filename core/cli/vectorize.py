@@ -36,6 +36,8 @@ def configure(parser) -> None:
                         help="class names or indices that get no polygons")
     parser.add_argument("--block-size", type=int, default=2048, metavar="N",
                         help="block side in pixels (memory, not the result, depends on it; default 2048)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes polygonizing blocks in parallel (default 1; same result)")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the summary line")
 
 
@@ -52,7 +54,7 @@ def run(args) -> int:
     summary = vectorize_raster(
         args.labels, args.out, format=args.format, layer_per_class=args.layer_per_class,
         simplify=args.simplify, min_area=args.min_area, classes=classes, exclude=args.exclude,
-        block_size=args.block_size, progress=progress,
+        block_size=args.block_size, workers=args.workers, progress=progress,
     )
     files = ", ".join(Path(f).name for f in summary["files"])
     print(f"{summary['polygons']} polygons in {len(summary['layers'])} layer(s) -> {files} "

@@ -109,6 +109,18 @@ def test_block_size_does_not_change_the_polygons(by_block_size):
             assert _canonical(a) == _canonical(b)
 
 
+def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_path):
+    path, _ = labels_tif
+    out = tmp_path / "workers.gpkg"
+    summary = vectorize_raster(path, out, block_size=512, workers=2)
+    gdf = pyogrio.read_dataframe(out, layer="workers")
+    _, ref = by_block_size[max(by_block_size)]
+    assert summary["blocks"] == 9 and len(gdf) == len(ref)
+    for c in range(6):
+        assert _canonical(gdf.geometry[gdf["class_index"] == c].values) == _canonical(
+            ref.geometry[ref["class_index"] == c].values)
+
+
 def test_shapes_are_topologically_right(by_block_size):
     _, gdf = by_block_size[256]
     ring = gdf[(gdf["class_index"] == 0) & (gdf["area"] > 1000)]

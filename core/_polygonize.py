@@ -1,0 +1,236 @@
+"""Streaming polygonization of a label raster in global pixel coordinates, seam-free across blocks.
+
+Each block is polygonized with :func:`rasterio.features.shapes` (4-connectivity, so pixels touching
+only at a corner are separate polygons and every polygon is valid) in *global pixel coordinates*:
+vertices are exact integers, so pieces of one region cut by a block edge share their edge exactly.
+Polygons that touch no inner block edge are final at once. Pieces touching an inner block edge wait
+until their block row is done; pieces of the same class that share an edge (not just a corner) are
+grouped (STRtree + DE-9IM boundary/boundary dimension 1, connected components) and a group is
+unioned as soon as it cannot grow into the next block row. Memory is one block (per worker) plus
+the pieces of regions still open across the current block-row border.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.enums import MaskFlags
+from rasterio.features import shapes
+from rasterio.windows import Window
+
+from .classes import NODATA_LABEL
+from .errors import SegdeepError
+from .raster import _open, read_window
+
+
+def polygonize_block(labels: np.ndarray, mask: np.ndarray | None, col_off: int = 0,
+                     row_off: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of a label block in global pixel coordinates: ``(geometries, class values uint8)``.
+
+    ``mask`` (bool, or None for all) selects the pixels that may become polygons; ``col_off``/``row_off`` place the
+    block in the raster (pixels). Vertices are integers, 4-connectivity.
+    """
+    items = list(shapes(labels, mask=mask, connectivity=4, transform=Affine.translation(col_off, row_off)))
+    if not items:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)
+    rings = [r for geom, _ in items for r in geom["coordinates"]]
+    ring_len = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+    n_rings = np.fromiter((len(g["coordinates"]) for g, _ in items), dtype=np.int64, count=len(items))
+    flat = itertools.chain.from_iterable(itertools.chain.from_iterable(rings))
+    coords = np.fromiter(flat, dtype=np.float64, count=2 * int(ring_len.sum())).reshape(-1, 2)
+    geoms = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords,
+        (np.concatenate([[0], np.cumsum(ring_len)]), np.concatenate([[0], np.cumsum(n_rings)])),
+    )
+    values = np.fromiter((v for _, v in items), dtype=np.float64, count=len(items)).astype(np.uint8)
+    return geoms, values
+
+
+def _components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes, given edges as pairs of index arrays."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a = np.concatenate([p[0] for p in pairs] + [np.empty(0, dtype=np.int64)])
+    b = np.concatenate([p[1] for p in pairs] + [np.empty(0, dtype=np.int64)])
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+class BorderMerger:
+    """Merge polygon pieces cut by block edges, one block row at a time (pixel coordinates).
+
+    Call :meth:`add` with the border pieces of each block of a row, then :meth:`finish_row` with the
+    row's last pixel row (exclusive); it returns the regions that are complete. Regions still
+    touching the row's bottom edge stay open until a later row completes them.
+    """
+
+    def __init__(self, height: int) -> None:
+        self.height = height
+        self._geoms = np.empty(0, dtype=object)   # pieces of open regions
+        self._cls = np.empty(0, dtype=np.uint8)
+        self._comp = np.empty(0, dtype=np.int64)  # region id of each open piece
+        self._new: list[tuple[np.ndarray, np.ndarray]] = []
+        self.max_open = 0  # most pieces held at once (for memory diagnostics)
+
+    def add(self, geoms: np.ndarray, cls: np.ndarray) -> None:
+        if len(geoms):
+            self._new.append((geoms, cls))
+
+    def finish_row(self, row_start: int, row_end: int) -> Iterator[tuple[int, object]]:
+        """Group and return finished regions as ``(class value, polygon)`` (pixel coordinates)."""
+        n_old = len(self._geoms)
+        new_g = [g for g, _ in self._new]
+        geoms = np.concatenate([self._geoms, *new_g]) if new_g else self._geoms
+        cls = np.concatenate([self._cls, *[c for _, c in self._new]]) if new_g else self._cls
+        self._new = []
+        n = len(geoms)
+        self.max_open = max(self.max_open, n)
+        if n == 0:
+            return
+        maxy = shapely.bounds(geoms)[:, 3]
+        # Old pieces of one region are linked to its first piece.
+        pairs = []
+        if n_old:
+            _, first, inverse = np.unique(self._comp, return_index=True, return_inverse=True)
+            pairs.append((np.arange(n_old), first[inverse]))
+        # Pieces that may share an edge: everything new, and old pieces on this row's top edge.
+        active = np.flatnonzero((np.arange(n) >= n_old) | (maxy == row_start))
+        if len(active) > 1:
+            tree = shapely.STRtree(geoms[active])
+            qi, qj = tree.query(geoms[active], predicate="intersects")
+            a, b = active[qi], active[qj]
+            keep = (a < b) & (cls[a] == cls[b])
+            a, b = a[keep], b[keep]
+            shared_edge = shapely.relate_pattern(geoms[a], geoms[b], "****1****")
+            pairs.append((a[shared_edge], b[shared_edge]))
+        comp = _components(n, pairs)
+        # A region is finished unless one of its pieces reaches this row's bottom edge.
+        if row_end < self.height:
+            open_comps = np.unique(comp[maxy == row_end])
+            still_open = np.isin(comp, open_comps)
+        else:
+            still_open = np.zeros(n, dtype=bool)
+        self._geoms, self._cls, self._comp = geoms[still_open], cls[still_open], comp[still_open]
+        done = np.flatnonzero(~still_open)
+        order = done[np.argsort(comp[done], kind="stable")]
+        starts = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            members = order[s:e]
+            if e - s == 1:
+                yield int(cls[members[0]]), geoms[members[0]]
+            else:
+                merged = shapely.union_all(geoms[members])
+                for part in shapely.get_parts(merged):  # one Polygon, by construction
+                    yield int(cls[members[0]]), part
+
+
+def _read_block(ds, window: Window, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (uint8) and validity of a window inside the raster."""
+    flags = ds.mask_flag_enums[0]
+    if ds.dtypes[0] == "uint8" and all(f in (MaskFlags.nodata, MaskFlags.all_valid) for f in flags):
+        labels = ds.read(1, window=window)  # validity follows from the value: one read, not two
+        valid = labels != ds.nodata if ds.nodata is not None else np.ones(labels.shape, dtype=bool)
+        return labels, valid
+    data, valid = read_window(ds, window)
+    labels = data[0]
+    if labels.dtype != np.uint8:
+        if valid.any() and (labels[valid].min() < 0 or labels[valid].max() > 254):
+            raise SegdeepError(f"{where}: label values must be 0-254 (255 = nodata), got "
+                               f"{labels[valid].min()}..{labels[valid].max()}")
+        labels = np.where(valid, labels, 0).astype(np.uint8)
+    return labels, valid
+
+
+def _block_polygons(ds, block: tuple[int, int, int, int], excluded: np.ndarray,
+                    where: str) -> tuple[np.ndarray, np.ndarray]:
+    c0, r0, c1, r1 = block
+    labels, valid = _read_block(ds, Window(c0, r0, c1 - c0, r1 - r0), where)
+    mask = valid & ~excluded[labels]
+    return polygonize_block(labels, None if mask.all() else mask, c0, r0)
+
+
+_WORKER_DATASETS: dict[str, object] = {}
+
+
+def _worker_block(path: str, block: tuple[int, int, int, int], excluded: np.ndarray):
+    """Polygonize one block in a worker process (the dataset stays open in the worker)."""
+    ds = _WORKER_DATASETS.get(path)
+    if ds is None:
+        ds = _WORKER_DATASETS[path] = _open(path)
+    return _block_polygons(ds, block, excluded, path)
+
+
+def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
+                  workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                  stats: dict | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
+
+    Batches come per block (interior polygons) and per block row (merged border regions). Nodata
+    (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
+    polygonizes blocks in that many processes (at most ``2 * workers`` blocks in flight; the
+    result is the same). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
+    receives ``blocks`` and ``max_open_pieces``.
+    """
+    if block_size < 1:
+        raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
+    if workers < 1:
+        raise SegdeepError(f"workers {workers} must be at least 1")
+    ds = _open(labels_path)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(ds)
+        if ds.count != 1:
+            raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {ds.count}")
+        width, height = ds.width, ds.height
+        n_rows, n_cols = -(-height // block_size), -(-width // block_size)
+        excluded = np.zeros(256, dtype=bool)
+        excluded[list(exclude)] = True
+        excluded[NODATA_LABEL] = True
+        blocks = [(c * block_size, r * block_size, min(width, (c + 1) * block_size),
+                   min(height, (r + 1) * block_size)) for r in range(n_rows) for c in range(n_cols)]
+        if workers > 1 and len(blocks) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = stack.enter_context(ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")))
+            pending: collections.deque = collections.deque()
+            todo = iter(blocks)
+
+            def results():
+                for block in itertools.islice(todo, 2 * workers):
+                    pending.append(pool.submit(_worker_block, str(labels_path), block, excluded))
+                while pending:
+                    result = pending.popleft().result()
+                    for block in itertools.islice(todo, 1):
+                        pending.append(pool.submit(_worker_block, str(labels_path), block, excluded))
+                    yield result
+            polygons = results()
+        else:
+            polygons = (_block_polygons(ds, block, excluded, str(labels_path)) for block in blocks)
+        merger = BorderMerger(height)
+        for done, ((c0, r0, c1, r1), (geoms, cls)) in enumerate(zip(blocks, polygons, strict=True), start=1):
+            if len(geoms):
+                b = shapely.bounds(geoms)
+                border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
+                          | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
+                if (~border).any():
+                    yield cls[~border], geoms[~border]
+                merger.add(geoms[border], cls[border])
+            if progress is not None:
+                progress(done, len(blocks))
+            if c1 == width:  # end of a block row
+                merged = list(merger.finish_row(r0, r1))
+                if stats is not None:
+                    stats.update(blocks=done, max_open_pieces=merger.max_open)
+                if merged:
+                    yield (np.array([m[0] for m in merged], dtype=np.uint8),
+                           np.array([m[1] for m in merged], dtype=object))
