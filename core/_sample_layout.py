@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._sample_noise import fbm, table_uniform, uniform, value_noise
+from ._sample_noise import fbm, table_uniform, table_uniforms, uniform, value_noise
 
 # Materials (index into the renderer's palette) and their label class (Dubai classes).
 SAND, TRACK, PAVING, WALL, BANK, COPING = 0, 1, 2, 3, 4, 5
@@ -135,7 +135,6 @@ class Layout:
         mat = np.full(shape, SAND, dtype=np.uint8)
         hgt = np.zeros(shape, dtype=np.float32)
         tone = np.zeros(shape, dtype=np.float32)   # per-object random value (colour choice)
-        shade = np.ones(shape, dtype=np.float32)   # local relief shading (tree crowns)
         u, v = self.to_grid(x, y)
 
         # Street grid: the cell (i, k) each pixel falls in, and offsets to the nearest streets.
@@ -161,7 +160,7 @@ class Layout:
 
         ctx = dict(seed=seed, x=x, y=y, u=u, v=v, i=i, k=k, a=a, b=b, A=big_a, B=big_b,
                    u0=pu0 + wu0 / 2, v0=pv0 + wv0 / 2,
-                   mat=mat, hgt=hgt, tone=tone, shade=shade, creek=creek_d)
+                   mat=mat, hgt=hgt, tone=tone, creek=creek_d)
         for use, fn in ((VILLAS, self._villas), (APARTMENTS, self._apartments), (PARK, self._park),
                         (DESERT, self._desert), (WATERFRONT, self._waterfront)):
             sel = uses == use
@@ -226,7 +225,7 @@ class Layout:
         pw = bl / n
         p = np.clip(np.floor(al / pw), 0, n - 1).astype(np.int64)
         pa = al - p * pw
-        h = [table_uniform(seed, 40 + j, i, k, row, p) for j in range(12)]
+        h = table_uniforms(seed, 40, 12, i, k, row, p)
         mine = np.zeros(a.shape, np.uint8) + SAND
         mh = np.zeros(a.shape, np.float32)
         mt = h[0].copy()
@@ -263,35 +262,37 @@ class Layout:
         wall = (pa < 0.3) | (pa > pw - 0.3) | (pb > depth - 0.3) | ((pb < 0.3) & ~drive)
         mine[wall] = WALL
         mh[wall] = 2.2
-        # Villa: roof with parapet, a roof room and AC units.
+        # Villa: flat roof with parapet, a roof room and AC units; or a hipped tile roof.
         roof_h = 6.5 + 3.5 * h[2]
         mine[in_v] = ROOF
         mh[in_v] = roof_h[in_v]
-        edge = in_v & ((pa - side < 0.5) | (pw - side - pa < 0.5) | (pb - front < 0.5) | (front + vd - pb < 0.5))
-        if True:  # parapet along the edge; the cut corner's inner edges too
-            near_notch = (h[7] > 0.35) & (np.abs(ca - (0.25 + 0.25 * h[8])) * np.maximum(pw - 2 * side, 1) < 0.5) \
-                & (cb < 0.3 + 0.2 * h[9]) | (h[7] > 0.35) & (np.abs(cb - (0.3 + 0.2 * h[9])) * vd < 0.5) \
-                & (ca < 0.25 + 0.25 * h[8])
-            edge |= in_v & near_notch
+        pitched = in_v & (mt < 0.35) & (h[7] <= 0.35)
+        ridge = np.minimum(np.minimum(pa - side, pw - side - pa), np.minimum(pb - front, front + vd - pb))
+        mh[pitched] += np.minimum(0.6 * ridge[pitched], 3.0)
+        flat = in_v & ~pitched
+        edge = flat & (ridge < 0.5)
+        # The cut corner's inner edges get a parapet too.
+        notch_a = np.abs(ca - (0.25 + 0.25 * h[8])) * np.maximum(pw - 2 * side, 1) < 0.5
+        notch_b = np.abs(cb - (0.3 + 0.2 * h[9])) * vd < 0.5
+        edge |= flat & (h[7] > 0.35) & ((notch_a & (cb < 0.3 + 0.2 * h[9])) | (notch_b & (ca < 0.25 + 0.25 * h[8])))
         mine[edge] = ROOF_EDGE
         mh[edge] += 0.6
         rx = (pa - side) - (pw - 2 * side) * (0.25 + 0.5 * h[3])
         ry = (pb - front) - vd * (0.25 + 0.5 * h[10])
-        room = in_v & ~edge & (np.abs(rx) < 2.2 + 1.0 * h[5]) & (np.abs(ry) < 1.8 + h[6])
+        room = flat & ~edge & (np.abs(rx) < 2.2 + 1.0 * h[5]) & (np.abs(ry) < 1.8 + h[6])
         mine[room] = ROOF_ROOM
         mh[room] += 3.0
         for j, (fa, fb) in enumerate(((0.2, 0.7), (0.75, 0.3), (0.6, 0.8))):
             ua = (pa - side) - (pw - 2 * side) * (fa + 0.1 * h[j + 4] - 0.05)
             ub = (pb - front) - vd * fb
-            unit = in_v & ~edge & ~room & (np.abs(ua) < 0.7) & (np.abs(ub) < 0.5) & (h[j + 8] > 0.3)
+            unit = flat & ~edge & ~room & (np.abs(ua) < 0.7) & (np.abs(ub) < 0.5) & (h[j + 8] > 0.3)
             mine[unit] = ROOF_UNIT
             mh[unit] += 1.0
-        c["_trees_villa"] = (sel, pa, pb, pw, front, vd, side, depth, h, in_v | wall | pool | coping)
         mat[sel], hgt[sel], tone[sel] = mine, mh, mt
         # Yard trees and palms (after the plot surface).
         x, y = c["x"][sel], c["y"][sel]
         for fa_salt, yard in ((50, "front"), (51, "back"), (52, "back")):
-            t = [table_uniform(seed, fa_salt * 10 + q, i, k, row, p) for q in range(4)]
+            t = table_uniforms(seed, fa_salt, 4, i, k, row, p)
             rad = 1.6 + 1.6 * t[0]
             cx = rad + 0.6 + (pw - 2 * rad - 1.2) * t[1]
             cy = front * 0.5 if yard == "front" else depth - 0.6 - rad
@@ -308,7 +309,6 @@ class Layout:
             where = sel.copy()
             where[sel] = drop
             c["hgt"][where] = 0
-            c["shade"][where] = 1
             self._waterfront(c, where)
         if lane.any():
             idx = np.flatnonzero(sel.ravel())[lane]
@@ -330,7 +330,7 @@ class Layout:
         lo = np.where(long_a, a, b) - q * lw
         la, lb = np.where(long_a, lo, a), np.where(long_a, b, lo)
         lot_a, lot_b = np.where(long_a, lw, big_a), np.where(long_a, big_b, lw)
-        h = [table_uniform(seed, 60 + j, i, k, q.astype(np.int64)) for j in range(10)]
+        h = table_uniforms(seed, 60, 10, i, k, q.astype(np.int64))
         m = 6 + 5 * h[0]
         ba, bb = la - m, lb - m
         wa, wb = lot_a - 2 * m, lot_b - 2 * m
@@ -404,7 +404,7 @@ class Layout:
         n = value_noise(x, y, 45.0, seed, 80)
         path = np.abs(n - 0.5) < 0.025
         mine[path] = PAVING
-        h = [table_uniform(seed, 81 + j, i, k) for j in range(4)]
+        h = table_uniforms(seed, 81, 4, i, k)
         ex = (a - big_a * (0.3 + 0.4 * h[0])) / (big_a * 0.22)
         ey = (b - big_b * (0.3 + 0.4 * h[1])) / (big_b * 0.2)
         r = np.hypot(ex, ey) + 0.15 * (value_noise(x, y, 9.0, seed, 82) - 0.5)
@@ -479,6 +479,26 @@ class Layout:
         zebra_v = carr_v & ~in_u & (qu > w_u / 2 + 1.0) & (qu < w_u / 2 + 4.0) & ((qv % 1.2) < 0.6)
         mark |= zebra_u | zebra_v
         mat[mark] = MARKING
+        # Traffic: cars in the lanes, away from junctions.
+        for carr, q, off, w, sw, maj, along, line, q_o, w_o, salt in (
+                (carr_u, qu, off_u, w_u, sw_u, maj_u, v, line_u, qv, w_v, 102),
+                (carr_v, qv, off_v, w_v, sw_v, maj_v, u, line_v, qu, w_u, 103)):
+            sel = carr & (q_o > w_o / 2 + 6.0)
+            if not sel.any():
+                continue
+            qs, ms = q[sel], maj[sel]
+            half = w[sel] / 2 - sw[sel]
+            lane = np.where(ms, np.floor((qs - MEDIAN) / LANE), 0).astype(np.int64)
+            centre = np.where(ms, MEDIAN + (lane + 0.5) * LANE, half / 2)
+            slot = np.floor(along[sel] / 7.5).astype(np.int64)
+            pos = along[sel] - slot * 7.5
+            side = (off[sel] > 0).astype(np.int64)
+            t = table_uniforms(seed, salt, 2, line[sel], side, lane, slot)
+            car = (t[0] < np.where(ms, 0.22, 0.1)) & (np.abs(qs - centre) < 0.95) & (pos > 1.5) & (pos < 6.0)
+            idx = np.flatnonzero(sel.ravel())[car]
+            mat.reshape(-1)[idx] = CAR
+            hgt.reshape(-1)[idx] = 1.5
+            tone.reshape(-1)[idx] = t[1][car]
         # Roundabouts at junctions of major roads and at some others.
         r = np.hypot(off_u, off_v)
         rnd = (maj_u & maj_v) | (table_uniform(seed, 101, line_u, line_v) < 0.12)
@@ -514,37 +534,30 @@ class Layout:
     def _crown(self, c, sel, dx, dy, radius, present, palm, height, ident, x, y):
         """Paint tree crowns centred (dx, dy) = (0, 0) in some local frame (m) on the selected pixels."""
         rr = np.hypot(dx, dy) / radius
-        ang = np.arctan2(dy, dx)
-        wobble = 0.85 + 0.3 * value_noise(x, y, 0.9, self.seed, 110)
-        frond = 0.45 + 0.55 * np.abs(np.cos(4.5 * ang + 6.28 * ident)) ** 0.6
-        limit = np.where(palm, frond, wobble)
-        inside = present & (rr < limit)
-        if not inside.any():
+        cand = present & (rr < 1.0)
+        if not cand.any():
             return
-        idx = np.flatnonzero(sel.ravel())[inside.ravel()]
-        mat, hgt, shade, tone = (c[n].reshape(-1) for n in ("mat", "hgt", "shade", "tone"))
-        pal = np.broadcast_to(palm, inside.shape)[inside]
-        mat[idx] = np.where(pal, PALM, TREE)
-        h = np.broadcast_to(height, inside.shape)[inside]
-        rad = np.broadcast_to(radius, inside.shape)[inside]
+        rr = rr[cand]
+        pal = np.broadcast_to(palm, cand.shape)[cand]
+        ang = np.arctan2(dy[cand], dx[cand])
+        ident = np.broadcast_to(ident, cand.shape)[cand]
+        wobble = 0.8 + 0.2 * value_noise(x[cand], y[cand], 0.9, self.seed, 110)
+        frond = 0.45 + 0.55 * np.abs(np.cos(4.5 * ang + 6.28 * ident)) ** 0.6
+        inside = rr < np.where(pal, frond, wobble)
+        idx = np.flatnonzero(sel.ravel())[np.flatnonzero(cand.ravel())[inside]]
+        mat, hgt, tone = (c[n].reshape(-1) for n in ("mat", "hgt", "tone"))
+        mat[idx] = np.where(pal[inside], PALM, TREE)
+        h = np.broadcast_to(height, cand.shape)[cand][inside]
         q = rr[inside]
-        dome = h * (0.75 + 0.25 * np.sqrt(np.clip(1 - q * q, 0, 1)))
+        dome = h * (0.7 + 0.3 * np.sqrt(np.clip(1 - q * q, 0, 1)))
         hgt[idx] = np.maximum(hgt[idx], dome.astype(np.float32))
-        # Sunlit side brighter: the sun lies towards +x +y of the image (south-east).
-        sx, sy = self._local_sun(c)
-        nx, ny = (dx[inside] / rad), (dy[inside] / rad)
-        shade[idx] = (0.8 + 0.45 * (nx * sx + ny * sy)).astype(np.float32)
-        tone[idx] = np.broadcast_to(ident, inside.shape)[inside]
-
-    def _local_sun(self, c):
-        # Crown offsets are in the grid frame or the scene frame; the difference is a small rotation.
-        return 0.6, 0.8
+        tone[idx] = ident[inside]
 
     def _scatter(self, c, sel, spacing, salt, density, rmin, rmax, palm_share=0.0, shrub=False):
         """Scatter tree crowns on a jittered global grid of ``spacing`` metres where ``density``."""
         x, y = c["x"][sel], c["y"][sel]
         gx, gy = np.floor(x / spacing).astype(np.int64), np.floor(y / spacing).astype(np.int64)
-        t = [table_uniform(self.seed, salt * 10 + q, gx, gy) for q in range(4)]
+        t = table_uniforms(self.seed, salt, 4, gx, gy)
         rad = rmin + (rmax - rmin) * t[0]
         room = spacing / 2 - rad
         cx = (gx + 0.5) * spacing + room * (2 * t[1] - 1)
@@ -556,8 +569,7 @@ class Layout:
             inside = present & (rr < 1)
             idx = np.flatnonzero(sel.ravel())[inside.ravel()]
             c["mat"].reshape(-1)[idx] = SHRUB
-            c["hgt"].reshape(-1)[idx] = 1.2
-            c["shade"].reshape(-1)[idx] = (0.8 + 0.4 * ((dx * 0.6 + dy * 0.8) / rad)[inside]).astype(np.float32)
+            c["hgt"].reshape(-1)[idx] = (1.2 * np.sqrt(np.clip(1 - rr * rr, 0.05, 1)))[inside]
             return
         self._crown(c, sel, x - cx, y - cy, rad.astype(np.float32), present, palm=t[1] < palm_share,
                     height=(5 + 4 * t[0]).astype(np.float32), ident=t[2], x=x, y=y)

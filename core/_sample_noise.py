@@ -50,6 +50,21 @@ def table_uniform(seed: int, salt: int, *index_arrays: np.ndarray) -> np.ndarray
     return table[tuple(a - m for a, m in zip(index_arrays, mins, strict=True))]
 
 
+def table_uniforms(seed: int, salt: int, count: int, *index_arrays: np.ndarray) -> list[np.ndarray]:
+    """``count`` independent per-pixel uniform values keyed by integer index arrays (see table_uniform)."""
+    if index_arrays[0].size == 0:
+        return [np.zeros(index_arrays[0].shape, np.float32) for _ in range(count)]
+    mins = [int(a.min()) for a in index_arrays]
+    sizes = [int(a.max()) - m + 1 for a, m in zip(index_arrays, mins, strict=True)]
+    flat = index_arrays[0] - mins[0]
+    for a, m, s in zip(index_arrays[1:], mins[1:], sizes[1:], strict=True):
+        flat = flat * s + (a - m)
+    grids = np.meshgrid(*[np.arange(m, m + s) for m, s in zip(mins, sizes, strict=True)], indexing="ij")
+    keys = [g.ravel()[None, :] for g in grids]
+    table = uniform(seed, salt, np.arange(count)[:, None], *keys).astype(np.float32)
+    return [table[j][flat] for j in range(count)]
+
+
 def value_noise(x: np.ndarray, y: np.ndarray, cell: float, seed: int, salt: int) -> np.ndarray:
     """Smooth value noise in [0, 1) at coordinates (x, y) (metres) with lattice spacing ``cell`` (metres).
 
