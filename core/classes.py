@@ -107,17 +107,20 @@ def load_classes(source: str | Path | None) -> list[ClassInfo]:
 
 def decode_rgb_mask(
     rgb: np.ndarray, classes: list[ClassInfo] | tuple[ClassInfo, ...], ignore_index: int = NODATA_LABEL,
-    where: str = "mask", max_unknown_fraction: float = 0.01,
+    where: str = "mask", max_unknown_fraction: float = 0.01, bands_first: bool | None = None,
 ) -> np.ndarray:
     """Turn a colour-coded mask (H x W x 3 or 3 x H x W, uint8) into class indices (H x W, uint8).
 
     Pixels whose colour is in no class become ``ignore_index``. If more than ``max_unknown_fraction``
     of the pixels have unknown colours, the palette is probably wrong and a :class:`SegdeepError`
-    names the most common unknown colours.
+    names the most common unknown colours. ``bands_first`` says whether the array is 3 x H x W
+    (True) or H x W x 3 (False); None guesses from the shape (ambiguous only when W == 3).
     """
     if rgb.ndim != 3 or 3 not in (rgb.shape[0], rgb.shape[-1]):
         raise SegdeepError(f"{where}: a colour mask needs 3 bands, got shape {rgb.shape}")
-    if rgb.shape[-1] != 3:
+    if bands_first is None:
+        bands_first = rgb.shape[-1] != 3
+    if bands_first:
         rgb = np.moveaxis(rgb[:3], 0, -1)
     code = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     out = np.full(code.shape, ignore_index, dtype=np.uint8)
