@@ -1,0 +1,86 @@
+"""segdeep's ResNet/MobileNet FCN and DeepLab v3 take torchvision's weights unchanged.
+
+For each torchvision segmentation model (randomly initialised: weights=None, weights_backbone=None, so
+nothing downloads), ``create_model(...).load_state_dict(tv.state_dict())`` must work strictly and the
+two models must give the same logits in eval mode (and the same auxiliary logits with aux_loss).
+Batch-norm running statistics are randomised first, so that eval-mode normalisation is exercised.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+import torch
+from segdeep.models import create_model
+from torchvision.models import segmentation as tvseg
+
+CASES = {
+    "deeplabv3_resnet50": ("deeplab_v3", {"backbone": "resnet50"}),
+    "deeplabv3_resnet101": ("deeplab_v3", {"backbone": "resnet101"}),
+    "deeplabv3_mobilenet_v3_large": ("deeplab_v3", {"backbone": "mobilenet_v3_large"}),
+    "fcn_resnet50": ("fcn_resnet50", {}),
+    "fcn_resnet101": ("fcn_resnet101", {}),
+}
+NUM_CLASSES = 7
+
+
+def _randomise_batch_norm(model: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+@lru_cache(maxsize=1)
+def _torchvision_model(tv_name: str) -> torch.nn.Module:
+    """torchvision's model with aux_loss=True (built once per name: ResNet-101 is slow to initialise)."""
+    torch.manual_seed(0)
+    tv = getattr(tvseg, tv_name)(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
+                                 aux_loss=True).eval()
+    _randomise_batch_norm(tv)
+    return tv
+
+
+@pytest.mark.parametrize("aux_loss", [False, True], ids=["no_aux", "aux"])
+@pytest.mark.parametrize("tv_name", sorted(CASES))
+def test_torchvision_state_dict_loads_unchanged_and_matches(tv_name, aux_loss):
+    tv = _torchvision_model(tv_name)
+    arch, kwargs = CASES[tv_name]
+    ours = create_model(arch, num_classes=NUM_CLASSES, aux_loss=aux_loss, **kwargs).eval()
+
+    state = tv.state_dict()
+    if not aux_loss:  # torchvision's aux_loss=False model is the same without aux_classifier.*
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    assert list(ours.state_dict()) == list(state)  # same names, same order
+    ours.load_state_dict(state, strict=True)
+
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        expected = tv(x)
+        logits = ours(x)
+        out, aux = ours.forward_with_aux(x)
+    assert type(logits) is torch.Tensor and logits.shape == (1, NUM_CLASSES, 64, 48)
+    torch.testing.assert_close(logits, expected["out"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, expected["out"], rtol=1e-5, atol=1e-5)
+    if aux_loss:
+        torch.testing.assert_close(aux, expected["aux"], rtol=1e-5, atol=1e-5)
+    else:
+        assert aux is None
+
+
+def test_paper_setting_differs_from_torchvision_only_in_dilations():
+    """Output stride 16 with multi-grid (1, 2, 4) keeps the parameters (same state dict) but changes
+    the receptive field, so the outputs differ: the option is not a no-op."""
+    torch.manual_seed(0)
+    tv = create_model("deeplab_v3", num_classes=3, backbone="resnet50").eval()
+    paper = create_model("deeplab_v3", num_classes=3, backbone="resnet50", output_stride=16,
+                         multi_grid=(1, 2, 4)).eval()
+    paper.load_state_dict(tv.state_dict(), strict=True)
+    dilations = [b.conv2.dilation[0] for b in paper.backbone.layer4]
+    assert dilations == [2, 4, 8]
+    assert paper.classifier[0].convs[1][0].dilation == (6, 6)  # rates (6, 12, 18) at stride 16
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(tv(x), paper(x))
