@@ -150,23 +150,39 @@ def _read_block(ds, window: Window, where: str) -> tuple[np.ndarray, np.ndarray]
     return labels, valid
 
 
-def _block_polygons(ds, block: tuple[int, int, int, int], excluded: np.ndarray,
-                    where: str) -> tuple[np.ndarray, np.ndarray]:
-    c0, r0, c1, r1 = block
-    labels, valid = _read_block(ds, Window(c0, r0, c1 - c0, r1 - r0), where)
+class _BlockReader:
+    """Reads blocks of one raster, reopening it every ``reopen_pixels`` pixels: closing frees GDAL's
+    cache of the blocks read, which would otherwise grow with the raster (up to GDAL_CACHEMAX)
+    although every block is read once."""
+
+    def __init__(self, path: str, reopen_pixels: int = 32 * 2**20) -> None:
+        self.path, self.reopen_pixels = path, reopen_pixels
+        self._ds, self._read = None, 0
+
+    def read(self, block: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        c0, r0, c1, r1 = block
+        if self._ds is None or self._read >= self.reopen_pixels:
+            self.close()
+            self._ds, self._read = _open(self.path), 0
+        self._read += (c1 - c0) * (r1 - r0)
+        return _read_block(self._ds, Window(c0, r0, c1 - c0, r1 - r0), self.path)
+
+    def close(self) -> None:
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+
+_READERS: dict[str, _BlockReader] = {}  # per process: worker processes keep their reader
+
+
+def _block_polygons(path: str, block: tuple[int, int, int, int],
+                    excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read and polygonize one block (also the task of a worker process)."""
+    reader = _READERS.get(path) or _READERS.setdefault(path, _BlockReader(path))
+    labels, valid = reader.read(block)
     mask = valid & ~excluded[labels]
-    return polygonize_block(labels, None if mask.all() else mask, c0, r0)
-
-
-_WORKER_DATASETS: dict[str, object] = {}
-
-
-def _worker_block(path: str, block: tuple[int, int, int, int], excluded: np.ndarray):
-    """Polygonize one block in a worker process (the dataset stays open in the worker)."""
-    ds = _WORKER_DATASETS.get(path)
-    if ds is None:
-        ds = _WORKER_DATASETS[path] = _open(path)
-    return _block_polygons(ds, block, excluded, path)
+    return polygonize_block(labels, None if mask.all() else mask, block[0], block[1])
 
 
 def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
@@ -187,6 +203,7 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
     ds = _open(labels_path)
     with contextlib.ExitStack() as stack:
         stack.enter_context(ds)
+        stack.callback(lambda: (_READERS.pop(str(labels_path), None) or _BlockReader("")).close())
         if ds.count != 1:
             raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {ds.count}")
         width, height = ds.width, ds.height
@@ -207,15 +224,15 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
 
             def results():
                 for block in itertools.islice(todo, 2 * workers):
-                    pending.append(pool.submit(_worker_block, str(labels_path), block, excluded))
+                    pending.append(pool.submit(_block_polygons, str(labels_path), block, excluded))
                 while pending:
                     result = pending.popleft().result()
                     for block in itertools.islice(todo, 1):
-                        pending.append(pool.submit(_worker_block, str(labels_path), block, excluded))
+                        pending.append(pool.submit(_block_polygons, str(labels_path), block, excluded))
                     yield result
             polygons = results()
         else:
-            polygons = (_block_polygons(ds, block, excluded, str(labels_path)) for block in blocks)
+            polygons = (_block_polygons(str(labels_path), block, excluded) for block in blocks)
         merger = BorderMerger(height)
         for done, ((c0, r0, c1, r1), (geoms, cls)) in enumerate(zip(blocks, polygons, strict=True), start=1):
             if len(geoms):

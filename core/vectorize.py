@@ -242,7 +242,12 @@ def vectorize_raster(
             geoms = _apply_transform(px, transform)
             if simplify > 0:
                 geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
-                geoms = np.where(shapely.is_valid(geoms), geoms, shapely.make_valid(geoms))
+                if not shapely.is_valid(geoms).all():  # rare; keep the polygonal parts of the repair
+                    parts, index = shapely.get_parts(shapely.make_valid(geoms), return_index=True)
+                    parts, sub = shapely.get_parts(parts, return_index=True)  # multipolygons in a collection
+                    index = index[sub]
+                    polygonal = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+                    geoms, cls = parts[polygonal], cls[index[polygonal]]
                 area = shapely.area(geoms)
             else:
                 area = shapely.area(px) * pixel_area  # exact: integer pixel counts
