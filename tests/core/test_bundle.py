@@ -173,3 +173,20 @@ def test_import_torchvision_checkpoint(tmp_path):
         torch.testing.assert_close(model(x), expected)
         reloaded, _ = load_bundle(tmp_path / "tv.safetensors")
         torch.testing.assert_close(reloaded(x), expected)
+
+
+def test_models_command_lists_architectures_and_bundles(unet, tmp_path, capsys):
+    from segdeep.cli import main
+
+    save_bundle(unet, _card(), tmp_path / "dubai.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"junk")
+    assert main(["models", "--folder", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "8 or 16" in rows["deeplab_v3"] and "Rethinking" in rows["deeplab_v3"]
+    # Parameters counted on the meta device: torchvision's deeplabv3_resnet50 with 6 classes.
+    assert " 39.6 " in rows["deeplab_v3"]
+    bundle = rows[str(tmp_path / "dubai.safetensors")]
+    assert "dubai-unet-test" in bundle and "6: building, land" in bundle and "0.610" in bundle
+    assert "unreadable" in rows[str(tmp_path / "broken.safetensors")]
+    assert main(["models", "--folder", str(tmp_path / "absent")]) == 2
