@@ -9,6 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
+from affine import Affine
+
 from .errors import SegdeepError
 from .raster import open_raster, temp_path
 
@@ -62,7 +64,7 @@ def finish_outputs(result, journal, blocks, area, info, card, classes, *, params
     from .inference import Finishing, peak_rss_mb
 
     out = result.out_dir
-    transform = info.transform * info.transform.translation(area.col_off, area.row_off)
+    transform = info.transform * Affine.translation(area.col_off, area.row_off)
     crs = info.crs
     t0 = time.perf_counter()
     confusion = None

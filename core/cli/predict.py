@@ -1,0 +1,168 @@
+"""Segment a raster of any size with a model bundle, block by block.
+
+Outputs in --out: labels.tif (Cloud-Optimized GeoTIFF with colour table and class names),
+preview.png, run.json (parameters, model card, device, timings, peak memory), and on request
+probabilities.tif, polygons (--vector) and an accuracy report (--truth). An interrupted run
+continues with --resume (finished blocks are not recomputed; the labels are the same).
+
+examples:
+  segdeep predict scene.tif --model sample_data/models/default.safetensors --out out/
+  segdeep predict scene.tif --out out/ --crf --probabilities --vector polygons.gpkg
+  segdeep predict scene.tif --out out/ --window 0,0,4096,4096 --truth scene_labels.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SegdeepError
+
+NAME = "predict"
+HELP = "segment a raster with a model bundle (tiled, streaming, resumable)"
+
+#: Model used when --model is not given (relative to the current folder, then to the project).
+DEFAULT_MODEL = Path("sample_data/models/default.safetensors")
+
+
+def _ints(text: str, n: int | None, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SegdeepError(f"{what} {text!r}: expected whole numbers separated by commas") from None
+    if not values or (n is not None and len(values) != n):
+        raise SegdeepError(f"{what} {text!r}: expected {n or 'one or more'} comma-separated numbers")
+    return values
+
+
+def _floats(text: str, n: int, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SegdeepError(f"{what} {text!r}: expected {n} numbers separated by commas") from None
+    if len(values) != n:
+        raise SegdeepError(f"{what} {text!r}: expected {n} comma-separated numbers")
+    return values
+
+
+def configure(parser) -> None:
+    parser.add_argument("image", help="raster to segment (GeoTIFF or anything GDAL reads)")
+    parser.add_argument("--model", default=None, metavar="BUNDLE",
+                        help=f"model bundle (.safetensors); default {DEFAULT_MODEL}")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
+                        help="model input size in pixels (default: the model card's)")
+    parser.add_argument("--overlap", type=int, default=64, metavar="PX",
+                        help="pixels shared by neighbouring tiles, at most tile-size/2 (default 64)")
+    parser.add_argument("--block-size", type=int, default=2048, metavar="PX",
+                        help="block side in pixels: memory grows with its square, labels do not change (default 2048)")
+    parser.add_argument("--batch-size", default="auto", metavar="N|auto", help="tiles per forward pass (default auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto: fp32 on CPU, bf16/fp16 autocast on CUDA")
+    parser.add_argument("--bands", default=None, metavar="1,2,3",
+                        help="1-based raster bands fed to the model (default: the card's)")
+    crf = parser.add_argument_group("dense CRF refinement")
+    crf.add_argument("--crf", action=argparse.BooleanOptionalAction, default=False,
+                     help="refine each block with a fully-connected CRF (default off)")
+    crf.add_argument("--crf-iterations", type=int, default=None, metavar="N", help="mean-field iterations")
+    crf.add_argument("--crf-gaussian-sxy", type=float, default=None, metavar="PX", help="smoothness kernel width")
+    crf.add_argument("--crf-gaussian-compat", type=float, default=None, metavar="W", help="smoothness weight")
+    crf.add_argument("--crf-bilateral-sxy", type=float, default=None, metavar="PX", help="appearance kernel width")
+    crf.add_argument("--crf-bilateral-srgb", type=float, default=None, metavar="LEVELS",
+                     help="appearance colour width (0-255 levels)")
+    crf.add_argument("--crf-bilateral-compat", type=float, default=None, metavar="W", help="appearance weight")
+    parser.add_argument("--probabilities", action="store_true", help="also write probabilities.tif (uint8 per class)")
+    parser.add_argument("--truth", default=None, metavar="LABELS",
+                        help="reference label raster on the image's grid: writes the accuracy report")
+    parser.add_argument("--vector", default=None, metavar="FILE",
+                        help="also write polygons (.gpkg, .geojson, .shp; relative to --out)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    region = parser.add_mutually_exclusive_group()
+    region.add_argument("--window", default=None, metavar="COL,ROW,WIDTH,HEIGHT", help="segment a pixel window only")
+    region.add_argument("--bounds", default=None, metavar="LEFT,BOTTOM,RIGHT,TOP",
+                        help="segment only this box, in the raster's CRS units")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _crf_params(args):
+    if not args.crf:
+        return None
+    from ..crf import CRFParams
+
+    params = CRFParams()
+    for name in ("iterations", "gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",
+                 "bilateral_compat"):
+        value = getattr(args, f"crf_{name}")
+        if value is not None:
+            setattr(params, name, value)
+    if params.iterations < 0:
+        raise SegdeepError(f"--crf-iterations {params.iterations}: must be >= 0")
+    return params
+
+
+def _model_path(arg: str | None) -> Path:
+    if arg:
+        path = Path(arg)
+        if not path.exists():
+            raise SegdeepError(f"{path}: no such model bundle (a .safetensors file)")
+        return path
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / DEFAULT_MODEL).exists():
+            return base / DEFAULT_MODEL
+    raise SegdeepError(f"no --model given and the default model {DEFAULT_MODEL} is missing; "
+                       "pass --model BUNDLE (make one with segdeep train)")
+
+
+def run(args) -> int:
+    from ..inference import BlockDone, Finishing, Started, TilesDone, iter_predict
+
+    kwargs = dict(
+        tile_size=args.tile_size, overlap=args.overlap, block_size=args.block_size,
+        batch_size=args.batch_size, device=args.device, precision=args.precision,
+        bands=_ints(args.bands, None, "--bands") if args.bands else None, crf=_crf_params(args),
+        probabilities=args.probabilities, truth=args.truth, resume=args.resume, vector=args.vector,
+        window=_ints(args.window, 4, "--window") if args.window else None,
+        bounds=_floats(args.bounds, 4, "--bounds") if args.bounds else None,
+    )
+    gen = iter_predict(args.image, _model_path(args.model), args.out, **kwargs)
+    bar = None
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if isinstance(event, Started):
+                resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
+                print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}), "
+                      f"{event.total_blocks} block(s) of {event.block_size} px, {event.total_tiles} tiles{resumed}",
+                      file=sys.stderr)
+                if not args.quiet:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=event.total_tiles, unit="tile", file=sys.stderr, dynamic_ncols=True,
+                               disable=None)
+            elif isinstance(event, TilesDone) and bar is not None:
+                bar.update(event.done - bar.n)
+            elif isinstance(event, BlockDone) and bar is not None:
+                bar.set_postfix_str(f"block {event.done}/{event.total}")
+            elif isinstance(event, Finishing) and bar is not None:
+                bar.set_postfix_str(f"writing {event.step}")
+    finally:
+        if bar is not None:
+            bar.close()
+        gen.close()
+    print(f"labels: {result.labels}")
+    for name in ("probabilities", "preview", "vector"):
+        if getattr(result, name):
+            print(f"{name}: {getattr(result, name)}")
+    if result.scores:
+        s = result.scores
+        print(f"report: {result.report.get('markdown', result.out_dir)} (pixel accuracy "
+              f"{s['pixel_accuracy']:.3f}, mean IoU {s['mean_iou']:.3f})")
+    print(f"run: {result.run_json} ({result.timings.get('total', 0):.1f} s, peak memory "
+          f"{result.peak_rss_mb:.0f} MB)")
+    return 0
