@@ -128,7 +128,8 @@ class BorderMerger:
             if e - s == 1:
                 yield int(cls[members[0]]), geoms[members[0]]
             else:
-                merged = shapely.union_all(geoms[members])
+                # Union, then drop the collinear vertices left where block edges crossed the region.
+                merged = shapely.simplify(shapely.union_all(geoms[members]), 0.0, preserve_topology=True)
                 for part in shapely.get_parts(merged):  # one Polygon, by construction
                     yield int(cls[members[0]]), part
 

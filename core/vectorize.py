@@ -32,7 +32,7 @@ __all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerge
 FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "shp": ("ESRI Shapefile", ".shp")}
 _EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson", ".shp": "shp"}
 #: Features buffered per layer before a write to disk.
-_FLUSH_FEATURES = 20_000
+_FLUSH_FEATURES = 5_000
 
 
 def format_from_path(path: str | Path) -> str:
@@ -101,7 +101,8 @@ class _Sink:
             wkb, cols = np.empty(0, dtype=object), [np.empty(0, dtype=kinds.get(f, np.float64)) for f in self.fields]
         target = self.tmpdir / self.file_for(layer).name
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # GDAL notes (field name laundering)
+            warnings.simplefilter("ignore", UserWarning)  # "no crs" for rasters without georeference
             pyogrio.raw.write(target, wkb, cols, self.fields, layer=layer, driver=self.driver,
                               geometry_type="Polygon", crs=self.crs_wkt, append=layer in self.counts)
         self.counts[layer] = self.counts.get(layer, 0) + len(wkb)
