@@ -110,6 +110,11 @@ def card_dict(card) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def default_overlap(tile_size: int) -> int:
+    """Default overlap in pixels: 64, or a quarter of the tile for tiles under 256 px."""
+    return min(64, int(tile_size) // 4)
+
+
 def _resolve_model(bundle, model, card, device):
     if isinstance(bundle, tuple | list) and len(bundle) == 2:
         model, card = bundle
@@ -203,7 +208,7 @@ def iter_predict(
     model=None,
     card=None,
     tile_size: int | None = None,
-    overlap: int = 64,
+    overlap: int | None = None,
     block_size: int = 2048,
     batch_size: int | str = "auto",
     device: str = "auto",
@@ -227,7 +232,8 @@ def iter_predict(
         out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional
             ``probabilities.tif``, report files and polygons (created if missing).
         tile_size: model input size in pixels (default: the card's). overlap: pixels shared by
-            neighbouring tiles (at most tile_size / 2). block_size: pixels per block side (rounded
+            neighbouring tiles (at most tile_size / 2; default 64, or tile_size / 4 for tiles
+            under 256 px). block_size: pixels per block side (rounded
             up to whole strides); memory grows with its square, labels do not change.
         batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
@@ -252,6 +258,7 @@ def iter_predict(
     dev = resolve_device(device)
     model, card = _resolve_model(bundle, model, card, dev)
     tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
+    overlap = default_overlap(tile_size) if overlap is None else overlap
     check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
     want = list(card.bands)
     bands = list(bands) if bands else want
@@ -363,7 +370,7 @@ def predict_raster(image: str | Path, bundle=None, out_dir: str | Path | None = 
 
 
 def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,
-                  overlap: int = 64, batch_size: int | str = "auto", device: str = "auto",
+                  overlap: int | None = None, batch_size: int | str = "auto", device: str = "auto",
                   precision: str = "auto", crf=None, probabilities: bool = False):
     """Segment an in-memory image (bands x height x width, raw pixel values of the card's bands).
 
@@ -382,6 +389,7 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
         raise SegdeepError(f"image has {n} band(s) but the model takes {len(card.bands)} (card bands {list(card.bands)})")
     dev = resolve_device(device)
     tile = int(tile_size or getattr(card, "tile_size", None) or 512)
+    overlap = default_overlap(tile) if overlap is None else overlap
     check_tiling(tile, overlap, max(w, tile), max(h, tile), where="image")
     grid = TileGrid(w, h, tile, int(overlap))
     engine = Engine(model, card, grid=grid, device=dev, precision=resolve_precision(precision, dev),

@@ -53,8 +53,9 @@ def configure(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
                         help="model input size in pixels (default: the model card's)")
-    parser.add_argument("--overlap", type=int, default=64, metavar="PX",
-                        help="pixels shared by neighbouring tiles, at most tile-size/2 (default 64)")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="pixels shared by neighbouring tiles, at most tile-size/2 "
+                             "(default 64, or tile-size/4 for tiles under 256 px)")
     parser.add_argument("--block-size", type=int, default=2048, metavar="PX",
                         help="block side in pixels: memory grows with its square, labels do not change (default 2048)")
     parser.add_argument("--batch-size", default="auto", metavar="N|auto", help="tiles per forward pass (default auto)")
