@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,6 @@ from segdeep.raster import write_labels
 
 CLASSES = [ClassInfo(0, "building", (255, 0, 0)), ClassInfo(1, "water", (0, 0, 255))]
 TRANSFORM = Affine(1.0, 0, 400_000.0, 0, -1.0, 5_000_000.0)
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("SEGDEEP_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.fixture()
@@ -90,8 +84,8 @@ def test_cli(scene, tmp_path, capsys):
     assert Image.open(out).size[0] == 64 + 220
 
 
-def test_real_rgb_scene_with_alpha_band(tmp_path):
-    folder = _shared_data() / "georef" / "spacenet_vegas"
+def test_real_rgb_scene_with_alpha_band(tmp_path, georef):
+    folder = georef / "spacenet_vegas"
     if not (folder / "road_mask_buffered_2m.tif").exists():
         pytest.skip(f"real georeferenced data not found in {folder}")
     classes = [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "road", (255, 255, 0))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -23,11 +22,6 @@ from segdeep.vectorize import vectorize_raster
 
 TRANSFORM = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
 UTM = CRS.from_epsg(32616)
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("SEGDEEP_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _labels(h: int = 300, w: int = 340, seed: int = 1) -> np.ndarray:
@@ -142,8 +136,8 @@ def test_warning_and_errors(truth, tmp_path):
         rasterize_reference(other, tif)
 
 
-def test_real_footprints_match_the_published_mask():
-    folder = _shared_data() / "georef" / "spacenet_atlanta_pan"
+def test_real_footprints_match_the_published_mask(georef):
+    folder = georef / "spacenet_atlanta_pan"
     if not (folder / "building_mask_from_geojson.tif").exists():
         pytest.skip(f"real georeferenced data not found in {folder}")
     labels, valid = rasterize_reference(folder / "geotiff_labels.geojson", folder / "building_mask_from_geojson.tif",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -21,11 +20,6 @@ from segdeep.vectorize import vectorize_raster
 PIXEL = 0.5  # metres
 TRANSFORM = Affine(PIXEL, 0, 500_000.0, 0, -PIXEL, 3_700_000.0)
 UTM = CRS.from_epsg(32616)
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("SEGDEEP_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def make_labels(h: int = 1100, w: int = 1200, seed: int = 0) -> np.ndarray:
@@ -227,8 +221,8 @@ def test_cli(labels_tif, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("segdeep vectorize: error:")
 
 
-def test_real_building_mask_lands_on_the_footprints(tmp_path):
-    folder = _shared_data() / "georef" / "spacenet_atlanta_pan"
+def test_real_building_mask_lands_on_the_footprints(tmp_path, georef):
+    folder = georef / "spacenet_atlanta_pan"
     if not (folder / "building_mask_from_geojson.tif").exists():
         pytest.skip(f"real georeferenced data not found in {folder}")
     classes = [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "building", (255, 0, 0))]
@@ -242,8 +236,8 @@ def test_real_building_mask_lands_on_the_footprints(tmp_path):
     assert a.intersection(b).area / a.union(b).area > 0.9  # pixel staircase vs smooth outlines
 
 
-def test_real_geographic_raster_gets_metres(tmp_path):
-    folder = _shared_data() / "georef" / "spacenet_vegas"
+def test_real_geographic_raster_gets_metres(tmp_path, georef):
+    folder = georef / "spacenet_vegas"
     if not (folder / "road_mask_buffered_2m.tif").exists():
         pytest.skip(f"real georeferenced data not found in {folder}")
     classes = [ClassInfo(0, "background", (0, 0, 0)), ClassInfo(1, "road", (255, 255, 0))]
