@@ -14,6 +14,14 @@ pytest.importorskip("pytestqt")
 SIZE = 96  # pixels: small images keep the suite quick on a shared CPU
 
 
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item: napari's viewer fixture reads ``rep_call``."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     """Plugin outputs and generated data go to the test's folder, not ~/.cache."""
@@ -66,8 +74,17 @@ def scene(make_geotiff):
     return img, lab
 
 
-def wait_job(qtbot, widget, timeout=60_000):
-    """Wait until the widget's job has ended (worker finished and its end handler ran)."""
-    qtbot.waitUntil(lambda: widget.job is not None and widget.job.outcome is not None and
-                    not widget.job.worker.is_running, timeout=timeout)
-    qtbot.wait(20)
+@pytest.fixture
+def wait_job(qtbot):
+    """``wait_job(widget)``: wait until the widget's job has ended and its end handler ran."""
+
+    def wait(widget, timeout=60_000):
+        qtbot.waitUntil(lambda: widget.job is not None and widget.job.ended, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def arrays():
+    """``arrays(size)`` -> (image 3 x size x size uint8, labels size x size uint8)."""
+    return scene_arrays

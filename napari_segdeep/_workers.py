@@ -1,0 +1,149 @@
+"""Running segdeep's generators in napari thread workers: progress, cancel, one-line errors.
+
+A :class:`Job` drives a segdeep generator (``iter_predict``, ``iter_refine_labels``, ``iter_train``,
+...) in a napari ``thread_worker``. Each event goes to ``on_event`` in the GUI thread. ``cancel()``
+makes the worker close the generator (in the worker thread, right after the event it is on), which
+is how segdeep generators stop cleanly. Errors never reach napari as tracebacks: a
+:class:`SegdeepError` is shown as its one-line message, anything else as ``Type: message`` (the
+traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+from segdeep.errors import SegdeepError
+
+log = logging.getLogger("napari_segdeep")
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``state`` is "done", "cancelled" or "error"."""
+
+    state: str
+    value: object = None
+    message: str = ""
+
+
+def _drive(make: Callable[[], Generator], cancel: threading.Event):
+    gen = None
+    try:
+        gen = make()
+        while True:
+            if cancel.is_set():
+                gen.close()
+                return Outcome("cancelled")
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return Outcome("done", stop.value)
+            yield event
+    except SegdeepError as exc:
+        return Outcome("error", message=str(exc).splitlines()[0] if str(exc) else "error")
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one line, traceback logged
+        log.exception("segdeep job failed")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return Outcome("error", message=f"{type(exc).__name__}: {first}")
+    finally:
+        if gen is not None:
+            gen.close()
+
+
+class Job:
+    """One run of a segdeep generator in a worker thread, with a napari progress bar.
+
+    ``make`` builds the generator (called in the worker thread). ``progress_of(event)`` returns
+    ``(done, total)`` or None for events that do not move the bar. ``on_event(event)`` and
+    ``on_end(outcome)`` run in the GUI thread.
+    """
+
+    def __init__(self, make: Callable[[], Generator], *, desc: str,
+                 on_end: Callable[[Outcome], None], on_event: Callable[[object], None] | None = None,
+                 progress_of: Callable[[object], tuple[int, int] | None] | None = None) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        self.cancel_event = threading.Event()
+        self.outcome: Outcome | None = None
+        self.ended = False  # True once the end handler has run
+        self._on_event, self._on_end, self._progress_of = on_event, on_end, progress_of
+        self.pbar = progress(total=0, desc=desc)
+        self.worker = create_worker(_drive, make, self.cancel_event, _start_thread=False)
+        self.worker.yielded.connect(self._event)
+        self.worker.returned.connect(self._returned)
+        self.worker.errored.connect(self._errored)  # only if _drive itself fails
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None
+
+    def cancel(self) -> None:
+        """Ask the worker to stop; the generator is closed after its current event."""
+        self.cancel_event.set()
+        self.pbar.set_description(f"{self.pbar.desc} (cancelling)")
+
+    def _event(self, event) -> None:
+        if self._progress_of is not None:
+            step = self._progress_of(event)
+            if step is not None:
+                done, total = step
+                if self.pbar.total != total:
+                    self.pbar.total = total
+                self.pbar.n = done
+                self.pbar.refresh()
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _returned(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def _errored(self, exc: Exception) -> None:
+        self.outcome = Outcome("error", message=f"{type(exc).__name__}: {exc}")
+
+    def _finished(self) -> None:
+        self.pbar.close()
+        outcome = self.outcome or Outcome("cancelled")
+        self.outcome = outcome
+        if outcome.state == "error":
+            notify_error(outcome.message)
+        try:
+            self._on_end(outcome)
+        except SegdeepError as exc:
+            outcome.state, outcome.message = "error", str(exc)
+            notify_error(str(exc))
+        finally:
+            self.ended = True
+
+
+def notify_error(message: str) -> None:
+    """Show a one-line error in napari's notification area (no traceback)."""
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def guarded(func: Callable) -> Callable:
+    """Wrap a button handler: a SegdeepError becomes a one-line napari notification."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SegdeepError as exc:
+            notify_error(str(exc))
+            return None
+
+    return wrapper
