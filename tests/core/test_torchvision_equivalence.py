@@ -84,3 +84,77 @@ def test_paper_setting_differs_from_torchvision_only_in_dilations():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(tv(x), paper(x))
+
+
+def test_backbone_weights_from_a_local_file_with_four_bands(tmp_path):
+    """An ImageNet-style torchvision ResNet state dict (.pth or .safetensors) fills the backbone;
+    the first convolution is adapted to 4 bands afterwards; the classifier (fc.*) is ignored."""
+    from safetensors.torch import save_file
+    from torchvision.models import resnet18
+
+    torch.manual_seed(3)
+    ref = resnet18(weights=None)
+    state = ref.state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "r18.safetensors"))
+    for name in ("r18.pth", "r18.safetensors"):
+        model = create_model("deeplab_v3plus", num_classes=3, in_channels=4, backbone="resnet18",
+                             pretrained=str(tmp_path / name))
+        body = model.backbone
+        assert torch.equal(body.layer3[1].conv2.weight, ref.layer3[1].conv2.weight)
+        assert torch.equal(body.bn1.running_var, ref.bn1.running_var)
+        assert body.conv1.in_channels == 4
+        torch.testing.assert_close(body.conv1.weight[:, 3], ref.conv1.weight[:, 0] * 3 / 4)
+
+
+def test_backbone_weight_errors(tmp_path):
+    from segdeep.errors import SegdeepError
+
+    with pytest.raises(SegdeepError, match="absent.pth: pretrained weights file not found"):
+        create_model("deeplab_v3", num_classes=3, backbone="resnet18", pretrained=str(tmp_path / "absent.pth"))
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pth")
+    with pytest.raises(SegdeepError, match="partial.pth: does not match the backbone"):
+        create_model("deeplab_v3", num_classes=3, backbone="resnet18", pretrained=str(tmp_path / "partial.pth"))
+
+
+def test_nothing_downloads_unless_allowed(tmp_path, monkeypatch):
+    """pretrained=True uses only the local cache; an empty cache is an error that says how to proceed,
+    and no download is attempted (torchvision's and timm's download paths are booby-trapped)."""
+    from segdeep.errors import SegdeepError
+    from segdeep.models import backbones
+    from torchvision.models import ResNet18_Weights
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(type(ResNet18_Weights.DEFAULT), "get_state_dict", no_network)
+    with pytest.raises(SegdeepError, match="not in the local cache .*allow_download=True"):
+        create_model("deeplab_v3", num_classes=3, backbone="resnet18", pretrained=True)
+    monkeypatch.setattr(backbones, "_timm_cached_file", lambda name: None)
+    with pytest.raises(SegdeepError, match="not in the local timm cache"):
+        create_model("deeplab_v3plus", num_classes=3, backbone="xception41", pretrained=True)
+    # A file in the cache is used as is, without network.
+    (tmp_path / "checkpoints").mkdir()
+    torch.manual_seed(4)
+    from torchvision.models import resnet18
+
+    ref = resnet18(weights=None)
+    cached = tmp_path / "checkpoints" / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+    torch.save(ref.state_dict(), cached)
+    model = create_model("deeplab_v3", num_classes=3, backbone="resnet18", pretrained=True)
+    assert torch.equal(model.backbone.layer4[0].conv1.weight, ref.layer4[0].conv1.weight)
+
+
+def test_xception_weights_from_a_local_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    ref = timm.create_model("xception41", pretrained=False)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "x41.safetensors"))
+    model = create_model("deeplab_v3plus", num_classes=3, backbone="xception41",
+                         pretrained=str(tmp_path / "x41.safetensors"))
+    got = dict(model.backbone.body.named_parameters())
+    assert torch.equal(got["blocks_3.stack.conv1.conv_dw.weight"], ref.blocks[3].stack.conv1.conv_dw.weight)
