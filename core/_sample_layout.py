@@ -109,9 +109,9 @@ class Layout:
         dev = value_noise(x, y, 450.0, self.seed, self.dev_salt)       # districts
         dense = value_noise(x, y, 500.0, self.seed, self.dev_salt + 1)  # towers vs villas
         r = uniform(self.seed, 20, i, k)
-        use = np.where(dense > 0.58, APARTMENTS, VILLAS)
+        use = np.where(dense > 0.64, APARTMENTS, VILLAS)
         use = np.where((r < 0.12) & (dev > 0.3), PARK, use)
-        use = np.where(dev < 0.2 + 0.1 * r, DESERT, use)
+        use = np.where(dev < 0.26 + 0.1 * r, DESERT, use)
         # Blocks the creek passes through are waterfront promenades.
         near = np.full(np.shape(i), np.inf)
         middle = np.full(np.shape(i), np.inf)
@@ -232,9 +232,9 @@ class Layout:
         garden = h[1]
         # Yard surface: paving, lawn or sand.
         mine[:] = np.where(garden < 0.4, PAVING, np.where(garden < 0.7, LAWN, SAND))
-        side = 1.8 + 1.4 * h[2]
-        front = 4.0 + 3.0 * h[3]
-        back = 4.0 + 0.25 * depth * h[4]
+        side = 2.2 + 1.6 * h[2]
+        front = 4.5 + 3.5 * h[3]
+        back = 5.0 + 0.3 * depth * h[4]
         vd = np.maximum(7.0, depth - front - back)
         in_v = (pa > side) & (pa < pw - side) & (pb > front) & (pb < front + vd)
         # L-shaped villas: cut a corner.
@@ -417,16 +417,44 @@ class Layout:
         self._scatter(c, sel, 6.0, 84, (dens > 0.45) & ~pond & (r > 1.2), 1.8, 3.2, palm_share=0.15)
 
     def _desert(self, c, sel):
-        seed, mat, tone = c["seed"], c["mat"], c["tone"]
+        seed, mat, hgt, tone = c["seed"], c["mat"], c["hgt"], c["tone"]
         x, y = c["x"][sel], c["y"][sel]
-        n1 = value_noise(x, y, 70.0, seed, 90) + 0.2 * value_noise(x, y, 9.0, seed, 91)
-        n2 = value_noise(x, y, 110.0, seed, 92) + 0.2 * value_noise(x, y, 13.0, seed, 93)
-        track = (np.abs(n1 - 0.6) < 0.012) | (np.abs(n2 - 0.55) < 0.01)
         mine = np.full(x.shape, SAND, np.uint8)
-        mine[track] = TRACK
-        mat[sel] = mine
-        tone[sel] = 0.3
-        self._scatter(c, sel, 9.0, 94, value_noise(x, y, 80.0, seed, 95) > 0.55, 0.6, 1.3, shrub=True)
+        mine[self._tracks(x, y)] = TRACK
+        mh = np.zeros(x.shape, np.float32)
+        mt = np.full(x.shape, 0.3, np.float32)
+        # Some plots are construction sites: fence, compacted ground, a slab with columns, site cabins.
+        a, b, big_a, big_b = c["a"][sel], c["b"][sel], c["A"][sel], c["B"][sel]
+        h = table_uniforms(seed, 99, 5, c["i"][sel], c["k"][sel])
+        site = h[0] < 0.45
+        edge = np.minimum(np.minimum(a, b), np.minimum(big_a - a, big_b - b))
+        inside = site & (edge > 4.0)
+        mine[inside] = TRACK
+        mt[inside] = 0.0
+        fence = site & (np.abs(edge - 4.0) < 0.25)
+        mine[fence] = WALL
+        mh[fence] = 2.0
+        m = 14 + 12 * h[1]
+        slab = inside & (edge > m)
+        mine[slab] = PAVING
+        mt[slab] = 0.7
+        cols = slab & ((a - m) % 6.0 < 0.6) & ((b - m) % 6.0 < 0.6) & (edge > m + 1)
+        mine[cols] = WALL
+        mh[cols] = 2.0 + 10 * h[2][cols]
+        cabin_a = a - (6 + 20 * h[3])
+        for j in range(3):
+            cab = inside & ~slab & (np.abs(cabin_a - 4.0 * j) < 1.4) & (np.abs(b - 9.0) < 4.5)
+            mine[cab] = ROOF
+            mh[cab] = 3.0
+            mt[cab] = 0.42 + 0.1 * h[4][cab]
+        mat[sel], hgt[sel], tone[sel] = mine, mh, mt
+        self._scatter(c, sel, 9.0, 94, ~site & (value_noise(x, y, 80.0, seed, 95) > 0.55), 0.6, 1.3, shrub=True)
+
+    def _tracks(self, x, y):
+        """Vehicle tracks across open sand: thin level lines of two warped noise fields."""
+        n1 = value_noise(x, y, 70.0, self.seed, 90) + 0.2 * value_noise(x, y, 9.0, self.seed, 91)
+        n2 = value_noise(x, y, 110.0, self.seed, 92) + 0.2 * value_noise(x, y, 13.0, self.seed, 93)
+        return (np.abs(n1 - 0.6) < 0.012) | (np.abs(n2 - 0.55) < 0.01)
 
     def _waterfront(self, c, sel):
         mat, tone = c["mat"], c["tone"]
@@ -436,6 +464,7 @@ class Layout:
         mine[d < 14] = PAVING
         lawn = (d >= 14) & (d < 30) & (value_noise(x, y, 50.0, c["seed"], 96) > 0.35)
         mine[lawn] = LAWN
+        mine[(mine == SAND) & self._tracks(x, y)] = TRACK
         mat[sel] = mine
         tone[sel] = 0.5
         ring = np.abs(d - 8.0)
@@ -443,6 +472,8 @@ class Layout:
         self._crown(c, sel, (along % 11.0) - 5.5, ring, np.float32(2.6), ring < 3.0, palm=True, height=7.0,
                     ident=np.float32(0.3), x=x, y=y)
         self._scatter(c, sel, 7.0, 97, lawn & (d > 18), 1.8, 3.0, palm_share=0.3)
+        self._scatter(c, sel, 9.0, 94, (mine == SAND) & (d > 35) & (value_noise(x, y, 80.0, c["seed"], 95) > 0.6),
+                      0.6, 1.3, shrub=True)
 
     # --- roads -----------------------------------------------------------------------------------
     def _roads(self, c, off_u, w_u, maj_u, off_v, w_v, maj_v, line_u, line_v):

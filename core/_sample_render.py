@@ -32,9 +32,9 @@ for _m, _rgb, _f, _md in (
     (L.ASPHALT, (78, 76, 79), 0.07, 0.06), (L.MARKING, (226, 226, 220), 0.03, 0.03),
     (L.SIDEWALK, (170, 166, 162), 0.05, 0.04), (L.PARKING, (100, 98, 100), 0.06, 0.05),
     (L.CAR, (200, 200, 200), 0.02, 0.0),
-    (L.LAWN, (80, 96, 58), 0.10, 0.12), (L.TREE, (46, 60, 40), 0.22, 0.08),
-    (L.PALM, (64, 80, 48), 0.20, 0.05), (L.SHRUB, (98, 100, 74), 0.15, 0.05),
-    (L.WATER, (17, 27, 26), 0.05, 0.10), (L.POOL, (64, 160, 178), 0.02, 0.03),
+    (L.LAWN, (76, 88, 58), 0.10, 0.12), (L.TREE, (44, 55, 40), 0.22, 0.08),
+    (L.PALM, (62, 74, 50), 0.20, 0.05), (L.SHRUB, (98, 100, 74), 0.15, 0.05),
+    (L.WATER, (15, 22, 19), 0.05, 0.10), (L.POOL, (64, 160, 178), 0.02, 0.03),
     (L.ROOF, (210, 206, 198), 0.05, 0.08), (L.ROOF_EDGE, (222, 220, 214), 0.03, 0.02),
     (L.ROOF_UNIT, (188, 192, 196), 0.05, 0.0), (L.ROOF_ROOM, (200, 196, 188), 0.04, 0.02),
 ):
@@ -49,7 +49,7 @@ CAR_COLOURS = np.array([
     (235, 235, 235), (240, 240, 238), (190, 192, 196), (40, 40, 44), (120, 122, 126),
     (150, 30, 30), (40, 60, 120), (210, 200, 180),
 ], np.float32)
-SHALLOW = np.array([52, 74, 66], np.float32)
+SHALLOW = np.array([46, 62, 52], np.float32)
 
 
 def halo_pixels(gsd: float) -> int:
@@ -108,6 +108,8 @@ def colour(ctx: dict, cols: np.ndarray, rows: np.ndarray, gsd: float, seed: int)
         us, vs = ctx["u"][roofish], ctx["v"][roofish]
         seam = ((us % 6.0) < 0.3) | ((vs % 6.0) < 0.3)
         img[roofish] *= np.where(seam, 0.93, 1.0)[:, None]
+    compact = (mat == L.TRACK) & (tone == 0)
+    img[compact] *= np.array([0.8, 0.79, 0.78], np.float32)
     road_tone = (mat == L.ASPHALT) | (mat == L.SIDEWALK)
     img[road_tone] *= (0.9 + 0.2 * tone[road_tone])[:, None]
     lawn = mat == L.LAWN

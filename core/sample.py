@@ -35,6 +35,8 @@ DEFAULT_CRS = "EPSG:32640"
 DUBAI_LONLAT = (55.2708, 25.2048)
 IMAGE_NAME, LABELS_NAME = "scene.tif", "scene_labels.tif"
 MAX_SIZE = 262144
+#: GDAL block cache while writing (MB): keeps memory flat for large scenes.
+GDAL_CACHE_MB = 256
 
 
 def _check(size: int, gsd: float, block_size: int) -> None:
@@ -105,7 +107,7 @@ def make_sample_scene(
     gsd: float = 0.5,
     crs: str | CRS = DEFAULT_CRS,
     origin: tuple[float, float] | None = None,
-    block_size: int = 1024,
+    block_size: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, Path]:
     """Write the sample scene: an aerial-like RGB GeoTIFF and its label GeoTIFF.
@@ -127,6 +129,11 @@ def make_sample_scene(
             except OSError as exc:
                 raise SegdeepError(f"{p.parent}: cannot create the folder ({exc})") from None
     layout = Layout(seed, (size * gsd, size * gsd))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _write(layout, image_path, labels_path, size, seed, gsd, crs, transform, block_size, progress)
+
+
+def _write(layout, image_path, labels_path, size, seed, gsd, crs, transform, block_size, progress):
     blocks = [(r, c) for r in range(0, size, block_size) for c in range(0, size, block_size)]
     tmp_image = temp_path(image_path)
     ok = False
@@ -160,3 +167,36 @@ def make_sample_scene(
                 tmp_image.unlink()
     return image_path, labels_path
 
+
+
+def write_preview(image_path: str | Path, labels_path: str | Path, png_path: str | Path,
+                  panel_size: int = 512, colors: int = 0) -> Path:
+    """Write a PNG with the image and its colour-coded labels side by side, for people to look at.
+
+    Each panel is at most ``panel_size`` pixels wide (read from the overviews, averaged for the image
+    and nearest for the labels). ``colors`` > 0 quantises the PNG to that many colours (smaller file).
+    """
+    from PIL import Image
+
+    with rasterio.open(image_path) as ds:
+        scale = max(1, int(np.ceil(max(ds.width, ds.height) / panel_size)))
+        shape = (max(1, ds.height // scale), max(1, ds.width // scale))
+        rgb = ds.read([1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average)
+    with rasterio.open(labels_path) as ds:
+        labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+    palette = np.zeros((256, 3), np.uint8)
+    for c in DUBAI_CLASSES:
+        palette[c.index] = c.color
+    gap = np.full((shape[0], 8, 3), 255, np.uint8)
+    both = np.concatenate([np.moveaxis(rgb, 0, -1), gap, palette[labels]], axis=1)
+    image = Image.fromarray(both)
+    if colors:
+        image = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    tmp = temp_path(png_path)
+    try:
+        image.save(tmp, format="PNG", optimize=True)
+        os.replace(tmp, png_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return Path(png_path)

@@ -26,12 +26,15 @@ def configure(parser) -> None:
     parser.add_argument("--crs", default="EPSG:32640", help="projected CRS in metres (default EPSG:32640, UTM 40N)")
     parser.add_argument("--origin", type=float, nargs=2, metavar=("X", "Y"), default=None,
                         help="upper-left corner in CRS units (default: centred on Dubai)")
-    parser.add_argument("--block-size", type=int, default=1024, help="pixels per generated block (default 1024)")
+    parser.add_argument("--block-size", type=int, default=512,
+                        help="pixels per generated block (default 512; memory grows with its square)")
+    parser.add_argument("--preview", metavar="PNG", default=None,
+                        help="also write a PNG with the image and its colour-coded labels side by side")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args) -> int:
-    from ..sample import make_sample_scene
+    from ..sample import make_sample_scene, write_preview
 
     start = time.perf_counter()
 
@@ -44,6 +47,8 @@ def run(args) -> int:
                                       block_size=args.block_size, progress=progress)
     print(f"image:  {image}")
     print(f"labels: {labels}")
+    if args.preview:
+        print(f"preview: {write_preview(image, labels, args.preview)}")
     if not args.quiet:
         print(f"({args.size} x {args.size} px at {args.gsd} m, seed {args.seed}, "
               f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
