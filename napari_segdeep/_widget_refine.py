@@ -1,0 +1,251 @@
+"""Refine widget: dense-CRF refinement and clean-up of an (edited) Labels layer, and a class palette.
+
+The work is :func:`segdeep.edit.iter_refine_labels` in a worker thread, on the whole layer, the
+visible region or a drawn rectangle. The result is written with ``Labels.data_setitem``, so it is
+one step of napari's own undo history (Ctrl+Z, or the Undo button here). The palette buttons pick
+the class that napari's brush and fill tools paint; the eraser writes nodata (255).
+"""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from segdeep.errors import SegdeepError
+
+from ._layers import (
+    image_region,
+    image_size,
+    labels_array,
+    layer_classes,
+    layer_offset,
+    visible_window,
+)
+from ._widgets_common import LayerCombo
+from ._workers import Job, Outcome, guarded
+
+REGION_LAYER = "segdeep region"
+SCOPES = ("whole layer", "visible region", "drawn rectangle")
+
+
+class RefineWidget(QWidget):
+    """Dock widget: class palette; CRF + clean-up settings; scope; Apply / Cancel / Undo."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_outcome: Outcome | None = None
+        self.palette_buttons: dict[int, QPushButton] = {}
+
+        self.labels = LayerCombo(napari_viewer, "labels")
+        self.image = LayerCombo(napari_viewer, "image")
+        self.palette_box = QGroupBox("Paint with class")
+        self.palette_grid = QGridLayout(self.palette_box)
+
+        from segdeep.crf import CRFParams
+
+        d = CRFParams()
+        self.crf = QGroupBox("Dense CRF against the image")
+        self.crf.setCheckable(True)
+        self.crf.setChecked(True)
+        cf = QFormLayout(self.crf)
+        self.confidence = self._dspin(0.05, 0.99, 0.7, decimals=2)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 50)
+        self.iterations.setValue(d.iterations)
+        self.bilateral_compat = self._dspin(0, 100, d.bilateral_compat)
+        self.bilateral_sxy = self._dspin(1, 500, d.bilateral_sxy)
+        self.bilateral_srgb = self._dspin(1, 255, d.bilateral_srgb)
+        self.gaussian_compat = self._dspin(0, 100, d.gaussian_compat)
+        cf.addRow("Trust in the labels", self.confidence)
+        cf.addRow("Iterations", self.iterations)
+        cf.addRow("Appearance weight (w1)", self.bilateral_compat)
+        cf.addRow("Appearance width θα (px)", self.bilateral_sxy)
+        cf.addRow("Colour width θβ", self.bilateral_srgb)
+        cf.addRow("Smoothness weight (w2)", self.gaussian_compat)
+
+        self.min_region = QSpinBox()
+        self.min_region.setRange(0, 1_000_000)
+        self.min_region.setSuffix(" px")
+        self.fill_holes = QSpinBox()
+        self.fill_holes.setRange(0, 1_000_000)
+        self.fill_holes.setSuffix(" px")
+        self.scope = QComboBox()
+        self.scope.addItems(SCOPES)
+        draw = QPushButton("Draw rectangle")
+        draw.clicked.connect(lambda: self.draw_region())
+        scope_row = QHBoxLayout()
+        scope_row.addWidget(self.scope)
+        scope_row.addWidget(draw)
+        form = QFormLayout()
+        form.addRow("Labels layer", self.labels)
+        form.addRow("Image layer", self.image)
+        form.addRow("Remove regions under", self.min_region)
+        form.addRow("Fill holes up to", self.fill_holes)
+        form.addRow("Apply to", scope_row)
+
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.clicked.connect(lambda: self.apply())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(lambda: self.job and self.job.cancel())
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(lambda: self.undo())
+        actions = QHBoxLayout()
+        for b in (self.apply_button, self.cancel_button, self.undo_button):
+            actions.addWidget(b)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.palette_box)
+        layout.addWidget(self.crf)
+        layout.addLayout(actions)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.labels.currentTextChanged.connect(lambda _t: self.build_palette())
+        self.build_palette()
+
+    @staticmethod
+    def _dspin(lo, hi, value, decimals=1):
+        s = QDoubleSpinBox()
+        s.setRange(lo, hi)
+        s.setDecimals(decimals)
+        s.setSingleStep(10 ** -decimals * 5)
+        s.setValue(float(value))
+        return s
+
+    # ------------------------------------------------------------------ palette
+
+    def build_palette(self) -> None:
+        """One button per class of the chosen Labels layer (names and colours from its metadata)."""
+        while self.palette_grid.count():
+            item = self.palette_grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.palette_buttons = {}
+        layer = self.labels.layer(required=False)
+        if layer is None:
+            return
+        for i, c in enumerate(layer_classes(layer)):
+            button = QPushButton(c.name)
+            text = "#000000" if sum(c.color) > 380 else "#ffffff"
+            button.setStyleSheet(f"background-color: {c.hex}; color: {text};")
+            button.setToolTip(f"paint class {c.index} ({c.name})")
+            button.clicked.connect(lambda _=False, k=c.index: self.pick_class(k))
+            self.palette_grid.addWidget(button, i // 3, i % 3)
+            self.palette_buttons[c.index] = button
+
+    def pick_class(self, index: int) -> None:
+        """Make napari's brush paint class ``index`` on the chosen Labels layer."""
+        layer = self.labels.layer()
+        layer.selected_label = int(index)
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+
+    # ------------------------------------------------------------------ region
+
+    def draw_region(self) -> None:
+        """Add (or select) the rectangle layer; the last rectangle drawn is the refine region."""
+        if REGION_LAYER not in self.viewer.layers:
+            self.viewer.add_shapes(name=REGION_LAYER, edge_color="yellow", face_color="transparent", edge_width=2)
+        layer = self.viewer.layers[REGION_LAYER]
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        self.scope.setCurrentText("drawn rectangle")
+
+    def window(self, labels) -> tuple[int, int, int, int] | None:
+        """(col, row, width, height) in the labels' pixels for the chosen scope; None = whole layer."""
+        scope = self.scope.currentText()
+        if scope == "whole layer":
+            return None
+        if scope == "visible region":
+            return visible_window(self.viewer, labels)
+        shapes = self.viewer.layers[REGION_LAYER] if REGION_LAYER in self.viewer.layers else None
+        if shapes is None or len(shapes.data) == 0:
+            raise SegdeepError("no rectangle drawn: press 'Draw rectangle' and drag one over the labels")
+        world = np.asarray(shapes.data[-1])[:, -2:] * np.asarray(shapes.scale)[-2:] + np.asarray(shapes.translate)[-2:]
+        row0, col0 = layer_offset(labels)
+        r0, c0 = np.floor(world.min(0)).astype(int) - (row0, col0)
+        r1, c1 = np.ceil(world.max(0)).astype(int) - (row0, col0)
+        return int(c0), int(r0), int(c1 - c0), int(r1 - r0)
+
+    # ------------------------------------------------------------------ run
+
+    def crf_params(self):
+        from segdeep.crf import CRFParams
+
+        return CRFParams(iterations=self.iterations.value(), gaussian_compat=self.gaussian_compat.value(),
+                         bilateral_sxy=self.bilateral_sxy.value(), bilateral_srgb=self.bilateral_srgb.value(),
+                         bilateral_compat=self.bilateral_compat.value())
+
+    @guarded
+    def apply(self) -> None:
+        """Refine the chosen scope of the Labels layer in a worker thread."""
+        from segdeep.edit import iter_refine_labels
+
+        if self.job is not None and self.job.running:
+            raise SegdeepError("a refinement is already running; cancel it first")
+        layer = self.labels.layer()
+        labels = labels_array(layer.data).copy()
+        classes = layer_classes(layer)
+        use_crf = self.crf.isChecked()
+        image = None
+        if use_crf:
+            image_layer = self.image.layer()
+            row, col = layer_offset(layer)
+            h, w = labels.shape
+            ih, iw = image_size(image_layer)
+            if row < 0 or col < 0 or row + h > ih or col + w > iw:
+                raise SegdeepError(f"labels {layer.name!r} ({w} x {h} px at col {col}, row {row}) are not inside "
+                                   f"image {image_layer.name!r} ({iw} x {ih} px)")
+            image = image_region(image_layer, col, row, w, h)
+        window = self.window(layer)
+        kwargs = dict(num_classes=max(c.index for c in classes) + 1, crf=use_crf,
+                      confidence=self.confidence.value(), min_region_px=self.min_region.value(),
+                      fill_holes_px=self.fill_holes.value(), window=window)
+        params = self.crf_params()
+        before = labels.copy()
+
+        def on_end(outcome: Outcome) -> None:
+            self.last_outcome = outcome
+            self.apply_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+            if outcome.state != "done":
+                self.status.setText(outcome.state if outcome.state == "cancelled" else f"error: {outcome.message}")
+                return
+            self._write(layer, before, outcome.value)
+
+        self.apply_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("refining…")
+        self.job = Job(lambda: iter_refine_labels(image, labels, params, **kwargs), desc=f"Refine {layer.name}",
+                       on_end=on_end, progress_of=lambda e: e)
+
+    def _write(self, layer, before: np.ndarray, after: np.ndarray) -> None:
+        if layer not in self.viewer.layers or layer.data.shape != after.shape:
+            raise SegdeepError(f"labels layer {layer.name!r} was removed or resized while refining; nothing changed")
+        changed = np.nonzero(after != before)
+        layer.data_setitem(changed, after[changed])  # one step of napari's undo history
+        self.status.setText(f"{changed[0].size} pixels changed (Undo or Ctrl+Z reverts)")
+
+    def undo(self) -> None:
+        """Undo the last edit of the chosen Labels layer (a refinement or a brush stroke)."""
+        layer = self.labels.layer(required=False)
+        if layer is not None:
+            layer.undo()
+            self.status.setText("undone")

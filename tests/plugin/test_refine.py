@@ -1,0 +1,77 @@
+"""Refine widget: CRF + clean-up of an edited Labels layer, scopes, undo, class palette."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from segdeep.classes import DUBAI_CLASSES
+
+from napari_segdeep._layers import labels_layer_kwargs
+
+
+@pytest.fixture
+def refine(make_napari_viewer, arrays):
+    viewer = make_napari_viewer()
+    image, truth = arrays(96)
+    noisy = truth.copy()
+    rng = np.random.default_rng(1)
+    for _ in range(12):  # small wrong blobs, as a rough model or a hasty brush leaves them
+        r, c = rng.integers(2, 90, 2)
+        noisy[r:r + 3, c:c + 3] = rng.integers(0, 3)
+    viewer.add_image(np.moveaxis(image, 0, -1), name="image", rgb=True)
+    layer = viewer.add_labels(noisy.copy(), **labels_layer_kwargs(DUBAI_CLASSES, {}, "edited"))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segdeep", "Refine")
+    widget.labels.set_layer("edited")
+    widget.image.set_layer("image")
+    return viewer, widget, layer, noisy, truth
+
+
+def test_refine_whole_layer_then_undo(refine, wait_job):
+    viewer, w, layer, noisy, truth = refine
+    w.min_region.setValue(20)
+    w.apply_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    errors_before = (noisy != truth).sum()
+    errors_after = (layer.data != truth).sum()
+    assert errors_before > 50 and errors_after < errors_before / 4
+    assert "pixels changed" in w.status.text()
+    w.undo_button.click()
+    assert np.array_equal(layer.data, noisy)
+
+
+def test_refine_only_inside_drawn_rectangle(refine, wait_job):
+    viewer, w, layer, noisy, truth = refine
+    w.crf.setChecked(False)  # clean-up only
+    w.min_region.setValue(20)
+    w.draw_region()
+    shapes = viewer.layers["segdeep region"]
+    shapes.add_rectangles(np.array([[0, 0], [48, 48]]))
+    assert w.scope.currentText() == "drawn rectangle"
+    w.apply_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    outside = np.ones_like(noisy, bool)
+    outside[:48, :48] = False
+    assert np.array_equal(layer.data[outside], noisy[outside])
+    assert (layer.data[:48, :48] != noisy[:48, :48]).any()
+
+
+def test_palette_sets_the_painted_class(refine):
+    viewer, w, layer, *_ = refine
+    assert [b.text() for b in w.palette_buttons.values()] == [c.name for c in DUBAI_CLASSES]
+    w.palette_buttons[3].click()
+    assert layer.selected_label == 3 and layer.mode == "paint"
+    assert layer.colormap.background_value == 255  # the eraser writes nodata, not class 0
+
+
+def test_refine_error_leaves_layer_unchanged(refine, monkeypatch):
+    from napari_segdeep import _workers
+
+    shown = []
+    monkeypatch.setattr(_workers, "notify_error", shown.append)
+    viewer, w, layer, noisy, _ = refine
+    viewer.layers["image"].data = np.zeros((40, 40, 3), np.uint8)  # smaller than the labels
+    w.apply_button.click()
+    assert len(shown) == 1 and "not inside" in shown[0]
+    assert np.array_equal(layer.data, noisy) and w.apply_button.isEnabled()
