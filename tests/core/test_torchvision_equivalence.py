@@ -158,3 +158,18 @@ def test_xception_weights_from_a_local_file(tmp_path):
                          pretrained=str(tmp_path / "x41.safetensors"))
     got = dict(model.backbone.body.named_parameters())
     assert torch.equal(got["blocks_3.stack.conv1.conv_dw.weight"], ref.blocks[3].stack.conv1.conv_dw.weight)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large", "xception41"])
+def test_backbone_output_stride_by_dilation(name):
+    """'out' has 1/output_stride of the input size, 'low_level' 1/4, whatever the stride asked for."""
+    from segdeep.models.backbones import build_backbone
+
+    x = torch.randn(1, 3, 64, 64)
+    for stride in (32, 16, 8):
+        body, channels = build_backbone(name, output_stride=stride, returns=("low_level", "out"))
+        with torch.no_grad():
+            maps = body.eval()(x)
+        assert maps["out"].shape[-2:] == (64 // stride, 64 // stride), (name, stride)
+        assert maps["low_level"].shape[-2:] == (16, 16)
+        assert {k: v.shape[1] for k, v in maps.items()} == channels
