@@ -81,7 +81,8 @@ def write_layer_styles(gpkg: str | Path, layers: dict[str, list[ClassInfo]],
     try:
         geom_cols = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"))
         con.execute(_CREATE)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = datetime.now(UTC)
+        now = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"  # GeoPackage DATETIME
         # Register the table so GDAL/QGIS list it as a non-spatial table, as QGIS itself does.
         con.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, last_change) "
                     "VALUES ('layer_styles', 'attributes', 'layer_styles', ?)", (now,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,10 @@ def test_attributes_crs_and_qgis_style(by_block_size, labels_tif, tmp_path):
     building = next(r for r in rows if r[0] == "building")
     assert building[1] == "geom" and building[2] == 1
     assert 'attr="class_index"' in building[3] and "60,16,152,255" in building[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # GDAL reads the table as conformant GeoPackage
+        styles = pyogrio.read_dataframe(out, layer="layer_styles")
+    assert len(styles) == len(layers) and styles["useAsDefault"].all()
     # The single-layer file has one style listing every class.
     _, single = by_block_size[256]
     assert list(single.columns[:2]) == ["class_index", "class_name"]
