@@ -191,8 +191,9 @@ class Layout:
         tone[water] = np.clip(-creek_d[water] / 7.0, 0, 1)  # 0 at the shore, 1 in deep water
         deck = bridge & (creek_d < 4)
         hgt[deck] = np.maximum(hgt[deck], 6.0)
-        rail = deck & ((maj_u & (np.abs(np.abs(off_u) - w_u / 2) < 0.6) & (np.abs(off_u) < w_u / 2))
-                       | (maj_v & (np.abs(np.abs(off_v) - w_v / 2) < 0.6) & (np.abs(off_v) < w_v / 2)))
+        in_u, in_v = np.abs(off_u) < w_u / 2, np.abs(off_v) < w_v / 2
+        rail = deck & ((maj_u & in_u & ~in_v & (np.abs(np.abs(off_u) - w_u / 2) < 0.6))
+                       | (maj_v & in_v & ~in_u & (np.abs(np.abs(off_v) - w_v / 2) < 0.6)))
         mat[rail] = SIDEWALK
         hgt[rail] = 7.0
         self._road_palms(ctx, off_u, maj_u, v, off_v, maj_v, u, bridge | (creek_d < 6))

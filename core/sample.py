@@ -170,11 +170,12 @@ def _write(layout, image_path, labels_path, size, seed, gsd, crs, transform, blo
 
 
 def write_preview(image_path: str | Path, labels_path: str | Path, png_path: str | Path,
-                  panel_size: int = 512, colors: int = 0) -> Path:
+                  panel_size: int = 512, colors: int = 256) -> Path:
     """Write a PNG with the image and its colour-coded labels side by side, for people to look at.
 
     Each panel is at most ``panel_size`` pixels wide (read from the overviews, averaged for the image
-    and nearest for the labels). ``colors`` > 0 quantises the PNG to that many colours (smaller file).
+    and nearest for the labels). ``colors`` > 0 (default 256) quantises the PNG to that many colours
+    (a third of the size); 0 keeps full colour.
     """
     from PIL import Image
 

@@ -84,3 +84,17 @@ def test_cli_writes_both_files(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["scene.tif", "scene_labels.tif"]
     assert main(["sample", "--out", str(tmp_path / "t"), "--gsd", "-1"]) == 2
     assert "gsd" in capsys.readouterr().err
+
+
+def test_committed_sample_is_what_the_command_makes():
+    """sample_data/ holds `segdeep sample --out sample_data --size 1536` (see sample_data/README.md)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "sample_data"
+    image, crs, transform, _ = _read(folder / "scene.tif")
+    labels = _read(folder / "scene_labels.tif")[0][0]
+    assert image.shape == (3, 1536, 1536) and crs == CRS.from_epsg(32640) and transform.a == 0.5
+    window = Window(600, 700, 192, 160)
+    rgb, lab = sample_scene_window(window, size=1536, seed=0, gsd=0.5)
+    assert np.array_equal(lab, labels[700:860, 600:792])
+    assert np.abs(rgb.astype(int) - image[:, 700:860, 600:792]).mean() < 4
