@@ -73,6 +73,20 @@ def _pack(columns: torch.Tensor, margin: int) -> tuple[torch.Tensor, list[int]] 
     return ((columns - lo) * stride_t).sum(1), strides
 
 
+def _pack_rows(rows: list[torch.Tensor]) -> torch.Tensor | None:
+    """Pack equally long integer vectors into one int64 key per position (mixed radix), or None
+    when the key space exceeds 2^62."""
+    lo = [int(r.min()) for r in rows]
+    radix = [int(r.max()) - low + 1 for r, low in zip(rows, lo, strict=True)]
+    if float(np.sum(np.log2(np.asarray(radix, dtype=np.float64)))) > _KEY_BITS:
+        return None
+    key = (rows[0] - lo[0]).to(torch.int64)
+    for r, low, rad in zip(rows[1:], lo[1:], radix[1:], strict=True):
+        key *= rad
+        key += r - low
+    return key
+
+
 def _unique_rows(columns: torch.Tensor, margin: int):
     """(keys or None, strides, unique ids, inverse) for integer rows."""
     packed = _pack(columns, margin)
@@ -142,10 +156,15 @@ def build_lattice(features: torch.Tensor, simd_padding: bool = True) -> Lattice:
     del by_rank
 
     # Level 1: pixels -> distinct simplices (identified by rem0 and rank on the first d coordinates).
-    simplex_cols = torch.cat([torch.div(rem0i[:d], d + 1, rounding_mode="floor"), rank[:d]]).t()
-    _, _, simplices, pix_simplex = _unique_rows(simplex_cols, 0)
-    del simplex_cols
-    ns = simplices.shape[0]
+    cols = [torch.div(rem0i[i], d + 1, rounding_mode="floor") for i in range(d)] + [rank[i] for i in range(d)]
+    packed = _pack_rows(cols)
+    if packed is None:
+        _, pix_simplex = torch.unique(torch.stack(cols, 1), dim=0, return_inverse=True)
+    else:
+        _, pix_simplex = torch.unique(packed, return_inverse=True)
+    simplices = pix_simplex.max() + 1 if npts else torch.zeros((), dtype=torch.int64)
+    del cols, packed
+    ns = int(simplices)
     rep = torch.empty(ns, dtype=torch.int64, device=device)
     rep.scatter_(0, pix_simplex, torch.arange(npts, device=device))
     s_rem0 = rem0i[:d, rep].t().long()

@@ -157,19 +157,19 @@ def _kernel(lat: Lattice) -> _Kernel:
     gather = _csr(vertex_crow.to(i32), order.to(i32), torch.ones(order.shape[0], device=device),
                   (m + 1, (d + 1) * ns))
 
-    def splat_op(norm: torch.Tensor | None) -> torch.Tensor:
-        w = corner_w if norm is None else corner_w * norm[perm][:, None]
-        corners = _csr(corner_crow, corner_col, w.t().reshape(-1), ((d + 1) * ns, n))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            op = gather @ corners  # exact: every product has a single term (weight x 1)
-        return _csr(op.crow_indices().to(i32), op.col_indices().to(i32), op.values(), (m + 1, n))
+    corners = _csr(corner_crow, corner_col, corner_w.t().reshape(-1), ((d + 1) * ns, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        plain = gather @ corners  # exact: every product has a single term (weight x 1)
+    del corners, gather, corner_col, corner_w
+    splat_crow, splat_col = plain.crow_indices().to(i32), plain.col_indices().to(i32)
 
     blur = [lat.neighbours[j].contiguous() for j in range(d + 1)]
     ones = torch.ones(n, 1, device=device)
-    k1 = torch.mm(_csr(slice_crow, slice_col, slice_w, (n, m + 1)), _blur(splat_op(None) @ ones, blur))
+    k1 = torch.mm(_csr(slice_crow, slice_col, slice_w, (n, m + 1)), _blur(plain @ ones, blur))
     norm = (1.0 / torch.sqrt(k1[:, 0].double() + 1e-20)).float()
-    splat = splat_op(norm)
+    splat = _csr(splat_crow, splat_col, plain.values() * norm[plain.col_indices()], (m + 1, n))
+    del plain
     slice_val = (slice_w.view(n, d + 1) * norm[:, None]).reshape(-1)
     kern = _Kernel(splat=splat, slice_crow=slice_crow, slice_col=slice_col, slice_val=slice_val,
                    blur=blur, num_vertices=m, peak=0.0)
