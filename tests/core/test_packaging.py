@@ -46,3 +46,15 @@ def test_wheel_installs_and_runs(tmp_path):
     help_out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
                               env=env, cwd=tmp_path)
     assert help_out.returncode == 0 and "evaluate" in help_out.stdout, help_out.stderr
+
+
+def test_every_public_name_resolves():
+    import segdeep
+
+    missing = []
+    for name in segdeep.__all__:
+        try:
+            getattr(segdeep, name)
+        except (AttributeError, ImportError) as exc:
+            missing.append(f"{name}: {exc}")
+    assert not missing
