@@ -135,7 +135,7 @@ def notify_info(message: str) -> None:
 
 
 def guarded(func: Callable) -> Callable:
-    """Wrap a button handler: a SegdeepError becomes a one-line napari notification."""
+    """Wrap a button handler: an error becomes a one-line napari notification (no traceback)."""
     import functools
 
     @functools.wraps(func)
@@ -144,6 +144,9 @@ def guarded(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except SegdeepError as exc:
             notify_error(str(exc))
-            return None
+        except Exception as exc:  # noqa: BLE001 - one line for the user, traceback in the log
+            log.exception("segdeep widget action failed")
+            notify_error(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return None
 
     return wrapper

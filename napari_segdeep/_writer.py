@@ -16,12 +16,13 @@ from segdeep.vectorize import vectorize_raster
 from ._layers import crs_transform, labels_array, layer_classes
 
 
-def _georef(meta: dict) -> tuple[object, Affine]:
+def layer_georef(meta: dict) -> tuple[object, Affine]:
     """CRS and transform of a layer's own pixel grid (a region layer is shifted by its translate)."""
     metadata = meta.get("metadata") or {}
     crs, transform = crs_transform(metadata)
     if "window" not in metadata:  # transform is the source raster's; the layer may be placed by translate
-        row, col = (int(round(v)) for v in tuple(meta.get("translate") or (0, 0))[-2:])
+        translate = meta.get("translate")
+        row, col = (int(round(v)) for v in tuple(translate if translate is not None else (0, 0))[-2:])
         if row or col:
             transform = transform * Affine.translation(col, row)
     return crs, transform
@@ -30,7 +31,7 @@ def _georef(meta: dict) -> tuple[object, Affine]:
 def write_labels_geotiff(path: str, data, meta: dict) -> list[str]:
     """Labels layer -> label GeoTIFF (uint8, nodata 255, colour table, class names, COG)."""
     labels = labels_array(data)
-    crs, transform = _georef(meta)
+    crs, transform = layer_georef(meta)
     classes = layer_classes(meta.get("metadata") or {})
     out = write_labels(path, labels, crs=crs, transform=transform, classes=classes)
     return [str(out)]
@@ -39,7 +40,7 @@ def write_labels_geotiff(path: str, data, meta: dict) -> list[str]:
 def write_labels_gpkg(path: str, data, meta: dict) -> list[str]:
     """Labels layer -> GeoPackage polygons with class attributes and a QGIS style."""
     labels = labels_array(data)
-    crs, transform = _georef(meta)
+    crs, transform = layer_georef(meta)
     classes = layer_classes(meta.get("metadata") or {})
     with tempfile.TemporaryDirectory(prefix="segdeep-napari-") as tmp:
         raster = write_labels(Path(tmp) / "labels.tif", labels, crs=crs, transform=transform,

@@ -1,0 +1,73 @@
+"""Scoring a Labels layer against reference labels (a layer or a file), shared by Evaluate and Export.
+
+Only glue: the reference is aligned by the layers' pixel offsets (both live in the pixel grid of
+the same source raster), the confusion matrix, scores and report files are segdeep's
+(:class:`segdeep.metrics.ConfusionMatrix`, :func:`segdeep.metrics.scores`,
+:func:`segdeep.report.write_report`, :func:`segdeep.report.confusion_png`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+from segdeep.errors import SegdeepError
+
+from ._layers import labels_array, layer_offset
+
+#: Rows scored per step (progress and cancel granularity).
+ROWS_PER_STEP = 1024
+
+
+def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | None = None) -> np.ndarray:
+    """Reference labels on the prediction layer's pixels (uint8, 255 = no reference)."""
+    pred = np.asarray(pred_layer.data)
+    h, w = pred.shape[-2:]
+    row, col = layer_offset(pred_layer)
+    if ref_layer is not None:
+        ref = labels_array(ref_layer.data)
+        r0, c0 = layer_offset(ref_layer)
+        top, left = row - r0, col - c0
+        if top < 0 or left < 0 or top + h > ref.shape[0] or left + w > ref.shape[1]:
+            raise SegdeepError(f"reference layer {ref_layer.name!r} ({ref.shape[1]} x {ref.shape[0]} px) does not "
+                               f"cover labels {pred_layer.name!r} ({w} x {h} px at col {col}, row {row})")
+        return ref[top:top + h, left:left + w]
+    if not ref_path:
+        raise SegdeepError("no reference: choose a reference Labels layer or a label file")
+    from segdeep.label_sources import open_labels
+
+    source = open_labels(ref_path, classes)
+    meta = pred_layer.metadata or {}
+    full = (meta.get("height"), meta.get("width"))
+    if None not in full and (source.info.height, source.info.width) != full:
+        raise SegdeepError(f"{ref_path}: {source.info.width} x {source.info.height} px, but the labels belong to a "
+                           f"{full[1]} x {full[0]} px raster; the reference must share its grid")
+    labels, _valid = source.read(Window(col, row, w, h))
+    return labels
+
+
+def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Path | None = None,
+                inputs: dict | None = None) -> Generator[tuple[int, int], None, tuple[dict, dict, bytes]]:
+    """Score ``pred`` against ``ref`` in strips of rows; yields ``(rows_done, rows_total)``; returns
+    ``(scores dict, report paths (empty without out_dir), confusion-matrix PNG bytes)``."""
+    from segdeep.metrics import ConfusionMatrix, scores
+    from segdeep.report import confusion_png, write_report
+
+    if pred.shape != ref.shape:
+        raise SegdeepError(f"labels {pred.shape[::-1]} and reference {ref.shape[::-1]} differ in size (w x h)")
+    k = max(c.index for c in classes) + 1
+    cm = ConfusionMatrix(k)
+    for bad_name, arr in (("labels", pred), ("reference", ref)):
+        bad = (arr != 255) & (arr >= k)
+        if bad.any():
+            raise SegdeepError(f"{bad_name}: value {int(arr[bad][0])} is not a class of the palette (0-{k - 1}) "
+                               "nor nodata (255)")
+    h = pred.shape[0]
+    for r in range(0, h, ROWS_PER_STEP):
+        cm.update(ref[r:r + ROWS_PER_STEP], pred[r:r + ROWS_PER_STEP])
+        yield min(h, r + ROWS_PER_STEP), h
+    result = scores(cm, classes)
+    paths = write_report(result, out_dir, classes=classes, inputs=inputs or {}) if out_dir else {}
+    return result, paths, confusion_png(result)
