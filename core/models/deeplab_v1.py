@@ -7,6 +7,8 @@ VGG16 with atrous ("hole") convolution, as in the reference ``DeepLab-LargeFOV``
 * conv5_1 ... conv5_3 are dilated by 2 (they follow pool4, which no longer subsamples);
 * LargeFOV head: fc6 is a 3x3 convolution with dilation 12 and 1024 channels (instead of 7x7x4096),
   fc7 a 1x1 convolution with 1024 channels, each with ReLU and dropout 0.5, then fc8 (1x1) scores;
+* ``pretrained`` VGG16 ImageNet weights initialise it as in the paper: fc6/fc7 decimated from
+  VGG's 4096-channel 7x7 fc6 (every 4th channel, every 3rd tap);
 * the stride-8 logits are upsampled bilinearly to the input size, logit j at input pixel 8j as in
   DeepLab's ``Interp`` layer (:func:`~segdeep.models._align.upsample_logits`). DeepLab then refines
   them with a fully connected CRF (``segdeep.dense_crf``), which is not part of the network.
@@ -19,22 +21,22 @@ import torch.nn as nn
 
 from ._align import upsample_logits
 from .registry import register_model
-from .vgg import dilate_stage, fc_convs, load_vgg16_weights, pool_indices, vgg16_features
+from .vgg import dilate_stage, fc_convs, pool_indices, vgg16_features, vgg16_state_dict
 
 
 class DeepLabV1(nn.Module):
     """DeepLab-LargeFOV; returns N x classes x H x W logits for any H, W."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, fc_channels: int = 1024,
-                 rate: int = 12, backbone_weights: str | None = None):
+                 rate: int = 12, pretrained=None, allow_download: bool = False):
         super().__init__()
-        self.features = vgg16_features(in_channels=in_channels)
-        if backbone_weights is not None:
-            load_vgg16_weights(self.features, None, backbone_weights)
+        state = vgg16_state_dict(pretrained, allow_download=allow_download)
+        self.features = vgg16_features(in_channels=in_channels, state=state)
         for stage, i in enumerate(pool_indices(self.features), start=1):
             self.features[i] = nn.MaxPool2d(3, stride=2 if stage <= 3 else 1, padding=1)
         dilate_stage(self.features, 5, 2)
-        self.fc = fc_convs(channels=fc_channels, kernel_size=3, dilation=rate, padding=rate)
+        self.fc = fc_convs(channels=fc_channels, kernel_size=3, dilation=rate, padding=rate,
+                           state=state)
         self.fc8 = nn.Conv2d(fc_channels, num_classes, 1)
         nn.init.normal_(self.fc8.weight, 0.0, 0.01)
         nn.init.zeros_(self.fc8.bias)

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import register_model
-from .vgg import dilate_stage, fc_convs, load_vgg16_weights, set_pool, vgg16_features
+from .vgg import dilate_stage, fc_convs, set_pool, vgg16_features, vgg16_state_dict
 
 #: Dilations of the basic context module's 3x3 layers (Yu & Koltun, Table 1).
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
@@ -68,15 +68,14 @@ class DilatedNet(nn.Module):
     """Front-end (+ context module) of Yu & Koltun; returns N x classes x H x W logits."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, context: bool = True,
-                 fc_channels: int = 4096, backbone_weights: str | None = None):
+                 fc_channels: int = 4096, pretrained=None, allow_download: bool = False):
         super().__init__()
-        self.features = vgg16_features(in_channels=in_channels)
+        state = vgg16_state_dict(pretrained, allow_download=allow_download)
+        self.features = vgg16_features(in_channels=in_channels, state=state)
         set_pool(self.features, 5, nn.Identity())
         set_pool(self.features, 4, nn.Identity())
         dilate_stage(self.features, 5, 2)
-        self.fc = fc_convs(channels=fc_channels, kernel_size=7, dilation=4, padding=12)
-        if backbone_weights is not None:
-            load_vgg16_weights(self.features, self.fc, backbone_weights)
+        self.fc = fc_convs(channels=fc_channels, kernel_size=7, dilation=4, padding=12, state=state)
         self.score = nn.Conv2d(fc_channels, num_classes, 1)
         nn.init.normal_(self.score.weight, 0.0, 0.01)
         nn.init.zeros_(self.score.bias)

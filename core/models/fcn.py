@@ -16,7 +16,8 @@ As in the paper and its reference Caffe nets (``voc-fcn{32,16,8}s``):
   faster convergence").
 
 ``fc_channels`` (default 4096, the paper's) can be lowered for a light variant: fc6 alone holds 103M
-of the 134M parameters.
+of the 134M parameters. ``pretrained``: VGG16 ImageNet weights (a local torchvision state dict, or
+``True`` for the local torch cache; see :mod:`segdeep.models.vgg`), fc6/fc7 included.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.nn as nn
 
 from ._utils import bilinear_kernel
 from .registry import register_model
-from .vgg import fc_convs, load_vgg16_weights, pool_indices, vgg16_features
+from .vgg import fc_convs, pool_indices, vgg16_features, vgg16_state_dict
 
 _PAPER = "Long, Shelhamer & Darrell 2015, Fully Convolutional Networks for Semantic Segmentation"
 
@@ -56,19 +57,18 @@ class FCN(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, stride: int = 8,
                  fc_channels: int = 4096, learn_final_upsampling: bool = False,
-                 backbone_weights: str | None = None):
+                 pretrained=None, allow_download: bool = False):
         super().__init__()
         if stride not in (32, 16, 8):
             raise ValueError(f"FCN stride must be 32, 16 or 8, got {stride}")
         self.stride = stride
-        self.features = vgg16_features(in_channels=in_channels)
+        state = vgg16_state_dict(pretrained, allow_download=allow_download)
+        self.features = vgg16_features(in_channels=in_channels, state=state)
         self.features[0].padding = (100, 100)
         self._pools = pool_indices(self.features)
         for i in self._pools:
             self.features[i].ceil_mode = True
-        self.fc = fc_convs(channels=fc_channels, kernel_size=7, padding=0)
-        if backbone_weights is not None:
-            load_vgg16_weights(self.features, self.fc, backbone_weights)
+        self.fc = fc_convs(channels=fc_channels, kernel_size=7, padding=0, state=state)
         self.score_fr = _score(fc_channels, num_classes)
         if stride == 32:
             self.upscore = _upsampling(num_classes, 32, learn_final_upsampling)

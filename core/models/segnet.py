@@ -7,6 +7,9 @@ the maxima were, every other position is 0) and then densifies that sparse map w
 conv-BN-ReLU layers. There is no transposed convolution and no copying of encoder features: only
 the indices cross from encoder to decoder. The last 3x3 convolution produces the class scores.
 
+``pretrained``: VGG16-BN ImageNet weights for the encoder (a local torchvision ``vgg16_bn`` state
+dict, or ``True`` for the local torch cache), as the paper initialises it.
+
 Inputs whose height or width is not a multiple of 32 are zero-padded on the bottom/right and the
 logits cropped back to H x W.
 """
@@ -18,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import register_model
-from .vgg import VGG16_STAGE_CHANNELS, load_vgg16_weights, pool_indices, vgg16_features
+from .vgg import VGG16_STAGE_CHANNELS, pool_indices, vgg16_features, vgg16_state_dict
 
 #: Pooling and unpooling as SegNet uses them (also used by the survey-example test).
 POOL_KERNEL = 2
@@ -42,11 +45,10 @@ class SegNet(nn.Module):
     """SegNet with a VGG16-BN encoder; returns N x classes x H x W logits for any H, W."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, *,
-                 backbone_weights: str | None = None):
+                 pretrained=None, allow_download: bool = False):
         super().__init__()
-        self.features = vgg16_features(batch_norm=True, in_channels=in_channels)
-        if backbone_weights is not None:
-            load_vgg16_weights(self.features, None, backbone_weights)
+        state = vgg16_state_dict(pretrained, batch_norm=True, allow_download=allow_download)
+        self.features = vgg16_features(batch_norm=True, in_channels=in_channels, state=state)
         pools = pool_indices(self.features)
         for i in pools:
             self.features[i] = segnet_pool()

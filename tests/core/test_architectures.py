@@ -163,16 +163,53 @@ def test_pspnet_unknown_backbone_is_a_user_error():
         create_model("pspnet", num_classes=3, backbone="vgg16")
 
 
-def test_vgg16_weights_load_from_a_local_file(tmp_path):
-    """A torchvision VGG16 state dict fills the front-end (first conv adapted to 4 bands)."""
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """A torchvision-layout VGG16 state dict; the classifier is 64 wide instead of 4096 (same
+    layout: classifier.0 is C x 512*7*7, classifier.3 is C x C) to keep the file small."""
     torch.manual_seed(1)
-    features = vgg16_features()
-    path = tmp_path / "vgg16.pth"
-    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    state["classifier.0.weight"] = torch.randn(64, 512 * 7 * 7)
+    state["classifier.0.bias"] = torch.randn(64)
+    state["classifier.3.weight"] = torch.randn(64, 64)
+    state["classifier.3.bias"] = torch.randn(64)
+    path = tmp_path_factory.mktemp("weights") / "vgg16.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_vgg16_weights_fill_fcn_front_end_and_fc_layers(vgg16_file):
+    path, state = vgg16_file
+    model = create_model("fcn8s", num_classes=3, fc_channels=64, pretrained=str(path))
+    assert torch.equal(model.features[28].weight, state["features.28.weight"])
+    assert torch.equal(model.fc.fc6.weight, state["classifier.0.weight"].reshape(64, 512, 7, 7))
+    assert torch.equal(model.fc.fc7.weight[:, :, 0, 0], state["classifier.3.weight"])
+
+
+def test_vgg16_weights_decimated_for_deeplab_largefov(vgg16_file):
+    """DeepLab-LargeFOV: fc6 3x3 from VGG's 7x7 (taps 0, 3, 6), every 4th channel; 4 bands."""
+    path, state = vgg16_file
     model = create_model("deeplab_v1", num_classes=3, in_channels=4, fc_channels=16,
-                         backbone_weights=str(path))
-    assert torch.equal(model.features[2].weight, features[2].weight)
-    assert torch.allclose(model.features[0].weight[:, 3], features[0].weight[:, 0] * 3 / 4)
+                         pretrained=str(path))
+    w6 = state["classifier.0.weight"].reshape(64, 512, 7, 7)
+    assert torch.equal(model.fc.fc6.weight, w6[::4, :, ::3, ::3])
+    assert torch.equal(model.fc.fc7.weight[:, :, 0, 0], state["classifier.3.weight"][::4, ::4])
+    assert torch.equal(model.features[2].weight, state["features.2.weight"])
+    assert torch.allclose(model.features[0].weight[:, 3], state["features.0.weight"][:, 0] * 3 / 4)
+
+
+def test_vgg16_weights_that_do_not_fit_are_a_user_error(vgg16_file):
+    path, _ = vgg16_file
+    with pytest.raises(SegdeepError, match="VGG16-BN"):
+        create_model("segnet", num_classes=3, pretrained=str(path))  # plain VGG16 file, BN model
+    with pytest.raises(SegdeepError, match="cannot initialise"):
+        create_model("dilated", num_classes=3, fc_channels=48, pretrained=str(path))
+
+
+def test_vgg16_cached_weights_are_never_downloaded_silently(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(SegdeepError, match="allow_download"):
+        create_model("fcn32s", num_classes=3, fc_channels=16, pretrained=True)
 
 
 class _Exploit:
@@ -185,5 +222,5 @@ def test_vgg16_weights_refuse_a_pickle_with_code(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"features.0.weight": _Exploit()}))
     with pytest.raises(SegdeepError, match="evil.pth"):
-        create_model("deeplab_v1", num_classes=3, fc_channels=16, backbone_weights=str(path))
+        create_model("deeplab_v1", num_classes=3, fc_channels=16, pretrained=str(path))
     assert not (tmp_path / "EXPLOITED").exists()
