@@ -13,7 +13,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from . import _sample_layout as L
+from . import _sample_blocks as M
+from ._sample_layout import Layout
 from ._sample_noise import fbm, pixel_noise, value_noise
 
 SUN = (0.6, 0.8)                       # direction towards the sun in the image (x right, y down)
@@ -22,21 +23,22 @@ MAX_HEIGHT = 46.0                      # tallest object (m): sets the halo for s
 SHADOW_TINT = np.array([0.33, 0.37, 0.47], np.float32)
 
 # Base colour (R, G, B) and texture strengths (fine, medium) per material.
-BASE = np.zeros((L.N_MATERIALS, 3), np.float32)
-FINE = np.zeros(L.N_MATERIALS, np.float32)
-MEDIUM = np.zeros(L.N_MATERIALS, np.float32)
+BASE = np.zeros((M.N_MATERIALS, 3), np.float32)
+FINE = np.zeros(M.N_MATERIALS, np.float32)
+MEDIUM = np.zeros(M.N_MATERIALS, np.float32)
 for _m, _rgb, _f, _md in (
-    (L.SAND, (204, 196, 186), 0.06, 0.10), (L.TRACK, (178, 171, 164), 0.05, 0.06),
-    (L.PAVING, (186, 180, 172), 0.04, 0.05), (L.WALL, (222, 216, 204), 0.03, 0.02),
-    (L.BANK, (160, 156, 148), 0.16, 0.06), (L.COPING, (226, 224, 216), 0.02, 0.0),
-    (L.ASPHALT, (78, 76, 79), 0.07, 0.06), (L.MARKING, (226, 226, 220), 0.03, 0.03),
-    (L.SIDEWALK, (170, 166, 162), 0.05, 0.04), (L.PARKING, (100, 98, 100), 0.06, 0.05),
-    (L.CAR, (200, 200, 200), 0.02, 0.0),
-    (L.LAWN, (72, 84, 64), 0.10, 0.12), (L.TREE, (42, 52, 44), 0.22, 0.08),
-    (L.PALM, (60, 70, 56), 0.20, 0.05), (L.SHRUB, (98, 100, 74), 0.15, 0.05),
-    (L.WATER, (15, 22, 19), 0.05, 0.10), (L.POOL, (64, 160, 178), 0.02, 0.03),
-    (L.ROOF, (210, 206, 198), 0.05, 0.08), (L.ROOF_EDGE, (222, 220, 214), 0.03, 0.02),
-    (L.ROOF_UNIT, (188, 192, 196), 0.05, 0.0), (L.ROOF_ROOM, (200, 196, 188), 0.04, 0.02),
+    (M.SAND, (204, 196, 186), 0.06, 0.10), (M.TRACK, (178, 171, 164), 0.05, 0.06),
+    (M.PAVING, (186, 180, 172), 0.04, 0.05), (M.WALL, (222, 216, 204), 0.03, 0.02),
+    (M.BANK, (160, 156, 148), 0.16, 0.06), (M.COPING, (226, 224, 216), 0.02, 0.0),
+    (M.ASPHALT, (78, 76, 79), 0.07, 0.06), (M.MARKING, (226, 226, 220), 0.03, 0.03),
+    (M.SIDEWALK, (170, 166, 162), 0.05, 0.04), (M.PARKING, (100, 98, 100), 0.06, 0.05),
+    (M.CAR, (200, 200, 200), 0.02, 0.0),
+    (M.LAWN, (72, 84, 64), 0.10, 0.12), (M.TREE, (42, 52, 44), 0.22, 0.08),
+    (M.PALM, (60, 70, 56), 0.20, 0.05), (M.SHRUB, (98, 100, 74), 0.15, 0.05),
+    (M.WATER, (15, 22, 19), 0.05, 0.10), (M.POOL, (64, 160, 178), 0.02, 0.03),
+    (M.ROOF, (210, 206, 198), 0.10, 0.10), (M.ROOF_EDGE, (222, 220, 214), 0.03, 0.02),
+    (M.ROOF_UNIT, (188, 192, 196), 0.05, 0.0), (M.ROOF_ROOM, (200, 196, 188), 0.04, 0.02),
+    (M.ROOF_TILE, (168, 100, 78), 0.08, 0.05),
 ):
     BASE[_m], FINE[_m], MEDIUM[_m] = _rgb, _f, _md
 
@@ -79,21 +81,21 @@ def colour(ctx: dict, cols: np.ndarray, rows: np.ndarray, gsd: float, seed: int)
     x, y = ctx["x"], ctx["y"]
     img = BASE[mat].copy()
     # Per-object colours.
-    roofish = (mat == L.ROOF) | (mat == L.ROOF_EDGE) | (mat == L.ROOF_ROOM)
+    roofish = (mat == M.ROOF) | (mat == M.ROOF_EDGE) | (mat == M.ROOF_ROOM) | (mat == M.ROOF_TILE)
     if roofish.any():
         ri = np.minimum((tone[roofish] * len(ROOF_COLOURS)).astype(int), len(ROOF_COLOURS) - 1)
-        factor = np.select([mat[roofish] == L.ROOF_EDGE, mat[roofish] == L.ROOF_ROOM], [1.07, 0.93], 1.0)
+        factor = np.select([mat[roofish] == M.ROOF_EDGE, mat[roofish] == M.ROOF_ROOM], [1.07, 0.93], 1.0)
         img[roofish] = np.minimum(ROOF_COLOURS[ri] * factor[:, None], 250)
-    car = mat == L.CAR
+    car = mat == M.CAR
     if car.any():
         ci = np.minimum((tone[car] * len(CAR_COLOURS)).astype(int), len(CAR_COLOURS) - 1)
         img[car] = CAR_COLOURS[ci]
-    water = mat == L.WATER
+    water = mat == M.WATER
     if water.any():
         t = tone[water][:, None]
-        img[water] = SHALLOW * (1 - t) + BASE[L.WATER] * t
+        img[water] = SHALLOW * (1 - t) + BASE[M.WATER] * t
     # Sand: two tones mixed by large-scale noise, plus darker patches of compacted ground.
-    sand = (mat == L.SAND) | (mat == L.TRACK)
+    sand = (mat == M.SAND) | (mat == M.TRACK)
     if sand.any():
         n = fbm(x[sand], y[sand], 160.0, seed, 200, octaves=3)
         warm = np.array([222, 214, 202], np.float32)
@@ -102,36 +104,36 @@ def colour(ctx: dict, cols: np.ndarray, rows: np.ndarray, gsd: float, seed: int)
         patches = 1 + 0.16 * (fbm(xs, ys, 40.0, seed, 206, octaves=3) - 0.5)
         grit = value_noise(xs, ys, 0.6, seed, 207)
         dots = np.where(grit < 0.06, 0.82, np.where(grit > 0.95, 1.06, 1.0))
-        img[sand] = (img[sand] / BASE[L.SAND]) * (warm * n[:, None] + grey * (1 - n[:, None])) \
+        img[sand] = (img[sand] / BASE[M.SAND]) * (warm * n[:, None] + grey * (1 - n[:, None])) \
             * (patches * dots)[:, None]
     if roofish.any():  # slab seams and stains on roofs
         us, vs = ctx["u"][roofish], ctx["v"][roofish]
         seam = ((us % 6.0) < 0.3) | ((vs % 6.0) < 0.3)
         img[roofish] *= np.where(seam, 0.93, 1.0)[:, None]
-    compact = (mat == L.TRACK) & (tone == 0)
+    compact = (mat == M.TRACK) & (tone == 0)
     img[compact] *= np.array([0.8, 0.79, 0.78], np.float32)
-    road_tone = (mat == L.ASPHALT) | (mat == L.SIDEWALK)
+    road_tone = (mat == M.ASPHALT) | (mat == M.SIDEWALK)
     img[road_tone] *= (0.9 + 0.2 * tone[road_tone])[:, None]
-    lawn = mat == L.LAWN
+    lawn = mat == M.LAWN
     if lawn.any():
         stripes = 1 + 0.05 * np.sign(np.sin(ctx["u"][lawn] * (math.pi / 2.5)))
         dry = value_noise(x[lawn], y[lawn], 14.0, seed, 201)[:, None]
         img[lawn] = img[lawn] * stripes[:, None] * (1 - 0.4 * dry) \
             + np.array([150, 140, 100], np.float32) * 0.4 * dry
-    crowns = (mat == L.TREE) | (mat == L.PALM) | (mat == L.SHRUB)
+    crowns = (mat == M.TREE) | (mat == M.PALM) | (mat == M.SHRUB)
     gy, gx = np.gradient(hgt)
     slope = (gx * SUN[0] + gy * SUN[1]) / gsd   # rise towards the sun (m/m): < 0 on sunlit faces
     if crowns.any():  # crowns lit from the sun's side (hill shading of the crown's height)
         lit = 0.85 - 0.3 * np.clip(slope[crowns], -1.5, 1.5)
         img[crowns] *= ((0.85 + 0.3 * tone[crowns]) * lit)[:, None]
-    pitched = (mat == L.ROOF) & (np.abs(slope) > 0.05) & (np.abs(slope) < 1.5)
+    pitched = (mat == M.ROOF_TILE) & (np.abs(slope) < 1.5)
     img[pitched] *= (1 - 0.35 * slope[pitched])[:, None]
     # Textures: medium-scale mottling and fine grain, per material strength.
     medium = fbm(x, y, 18.0, seed, 202, octaves=3) - 0.5
     fine = value_noise(x, y, 0.9, seed, 203) - 0.5
     img *= (1 + 2 * MEDIUM[mat] * medium + 2 * FINE[mat] * fine)[..., None]
     ripples = value_noise(x * 0.3 + y * 0.95, x * 0.95 - y * 0.3, 2.5, seed, 204) - 0.5
-    img[water | (mat == L.POOL)] *= (1 + 0.25 * ripples[water | (mat == L.POOL)])[:, None]
+    img[water | (mat == M.POOL)] *= (1 + 0.25 * ripples[water | (mat == M.POOL)])[:, None]
     # Shadows (soft-edged), then ambient occlusion at the foot of tall things.
     shadow = cast_shadows(hgt, gsd).astype(np.float32)
     shadow = ndimage.gaussian_filter(shadow, 0.6, truncate=3.0)
@@ -146,7 +148,7 @@ def colour(ctx: dict, cols: np.ndarray, rows: np.ndarray, gsd: float, seed: int)
     return img
 
 
-def render(layout: L.Layout, col_off: int, row_off: int, width: int, height: int, gsd: float
+def render(layout: Layout, col_off: int, row_off: int, width: int, height: int, gsd: float
            ) -> tuple[np.ndarray, np.ndarray]:
     """Image (3 x height x width uint8) and labels (height x width uint8) of one window (pixels)."""
     pad = halo_pixels(gsd)
@@ -159,5 +161,5 @@ def render(layout: L.Layout, col_off: int, row_off: int, width: int, height: int
     img = colour(ctx, cols, rows, gsd, layout.seed)
     crop = (slice(pad, pad + height), slice(pad, pad + width))
     rgb = np.clip(np.rint(img[crop]), 0, 255).astype(np.uint8)
-    labels = L.MATERIAL_CLASS[ctx["mat"][crop]]
+    labels = M.MATERIAL_CLASS[ctx["mat"][crop]]
     return np.ascontiguousarray(np.moveaxis(rgb, -1, 0)), labels
