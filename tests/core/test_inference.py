@@ -15,9 +15,15 @@ import pytest
 import rasterio
 import torch
 from rasterio.transform import from_origin
-
 from segdeep.errors import SegdeepError
-from segdeep.inference import BlockDone, Started, TilesDone, iter_predict, predict_array, predict_raster
+from segdeep.inference import (
+    BlockDone,
+    Started,
+    TilesDone,
+    iter_predict,
+    predict_array,
+    predict_raster,
+)
 
 # Shared by the tests and the subprocess of the resume test (exec'd in both, so weights are equal).
 MODELS = '''

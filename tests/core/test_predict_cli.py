@@ -9,9 +9,8 @@ import pytest
 import rasterio
 import torch
 from rasterio.transform import from_origin
-
-from segdeep.cli import main
 from segdeep.classes import DUBAI_CLASSES
+from segdeep.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from segdeep.errors import SegdeepError
 from segdeep.tiling import BlockGrid, Rect, TileGrid, blend_ramp, check_tiling, snap_block_size
 

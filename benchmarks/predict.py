@@ -1,0 +1,245 @@
+"""Benchmarks of `segdeep predict` (issue 5). Prints its figures; see benchmarks/README.md.
+
+  python benchmarks/predict.py p1      # efficiency: predict throughput / raw batched forward throughput
+  python benchmarks/predict.py p2      # peak RSS at 16, 64 and 256 MP (each size in its own process)
+  python benchmarks/predict.py naive   # whole-image sliding window with a C x H x W logit array
+  python benchmarks/predict.py forward # channels_last and batch size on this CPU
+
+P1 runs on the generated sample scene (4096 x 4096, `segdeep sample`) with a light U-Net and the
+default tiling (tile 512, overlap 64, block 2048); the raw forward pass runs over the same tiles,
+already in memory and normalised, in the same process. P2 and naive use generated rasters and a
+small fast model, so they measure the pipeline's memory rather than the model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def card(tile_size=512):
+    from segdeep.classes import DUBAI_CLASSES
+    from segdeep.models.bundle import ModelCard
+
+    return ModelCard(architecture="unet", classes=list(DUBAI_CLASSES), name="bench",
+                     kwargs={"base_channels": 8, "depth": 4}, tile_size=tile_size)
+
+
+def unet():
+    import torch
+    from segdeep.models.registry import create_model
+
+    torch.manual_seed(0)
+    return create_model("unet", num_classes=6, in_channels=3, base_channels=8, depth=4).eval()
+
+
+def small_model():
+    """Two 3x3 convolutions (8 channels): fast, so the pipeline's own cost and memory show."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 6, 3, padding=1)).eval()
+
+
+def make_raster(path: Path, size: int, block: int = 2048) -> Path:
+    """A smooth pattern + noise RGB GeoTIFF of size x size px, written block by block."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate", crs="EPSG:32640",
+                   transform=from_origin(500000, 2780000, 0.5, 0.5), BIGTIFF="IF_SAFER")
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as ds:
+        for r in range(0, size, block):
+            for c in range(0, size, block):
+                h, w = min(block, size - r), min(block, size - c)
+                yy, xx = np.mgrid[r:r + h, c:c + w].astype(np.float32)
+                base = np.stack([np.sin(xx / 97.0) + np.cos(yy / 53.0), np.sin((xx + yy) / 71.0),
+                                 np.cos(xx / 31.0) * np.sin(yy / 43.0)])
+                data = (base * 60 + 128 + rng.normal(0, 6, (3, h, w))).clip(0, 255).astype(np.uint8)
+                ds.write(data, window=Window(c, r, w, h))
+    tmp.rename(path)
+    return path
+
+
+def p1(work: Path) -> dict:
+    import torch
+    from segdeep._engine import Engine
+    from segdeep.inference import predict_raster
+    from segdeep.raster import read_window
+    from segdeep.sample import make_sample_scene
+    from segdeep.tiling import Rect, TileGrid
+
+    scene = work / "scene4096" / "scene.tif"
+    if not scene.exists():
+        make_sample_scene(work / "scene4096", size=4096)
+    model, c = unet(), card()
+    grid = TileGrid(4096, 4096, 512, 64)
+    tiles = list(grid.tiles_touching(Rect(0, 0, 4096, 4096)))
+    engine = Engine(model, c, grid=grid, device=torch.device("cpu"), precision="fp32", batch_size=1)
+    batch = []
+    for t in tiles:
+        rect = grid.rect(*t)
+        data, valid = read_window(str(scene), __import__("rasterio").windows.Window(
+            rect.col_off, rect.row_off, rect.width, rect.height))
+        batch.append(engine.normalise(data, valid))
+    inputs = [torch.from_numpy(x[None]).contiguous(memory_format=torch.channels_last) for x in batch]
+    del batch
+
+    def raw() -> float:
+        """The model alone over the same tiles (batch 1, channels_last, inference mode)."""
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for x in inputs:
+                engine.model(x)
+        return time.perf_counter() - t0
+
+    with torch.inference_mode():
+        engine.model(inputs[0])  # warm-up
+
+    raw1 = raw()
+    t0 = time.perf_counter()
+    result = predict_raster(scene, (model, c), work / "p1-out", overlap=64, block_size=2048, batch_size=1)
+    predict_s = time.perf_counter() - t0
+    raw2 = raw()
+    raw_s = (raw1 + raw2) / 2
+    return {"tiles": len(tiles), "tiles_computed": result.tiles_computed, "raw_forward_s": round(raw_s, 2),
+            "raw_forward_runs_s": [round(raw1, 2), round(raw2, 2)], "predict_s": round(predict_s, 2),
+            "predict_compute_s": result.timings["compute"], "timings": result.timings,
+            "efficiency_total": round(raw_s / predict_s, 3),
+            "efficiency_compute": round(raw_s / result.timings["compute"], 3)}
+
+
+def child_pipeline(size: int, work: Path) -> dict:
+    from segdeep.inference import predict_raster
+
+    raster = make_raster(work / f"r{size}.tif", size)
+    base = rss_mb()
+    t0 = time.perf_counter()
+    result = predict_raster(raster, (small_model(), card()), work / f"out{size}", overlap=64, block_size=2048)
+    return {"megapixels": size * size / 1e6, "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(rss_mb(), 1), "rss_before_run_mb": round(base, 1),
+            "tiles": result.tiles_computed}
+
+
+def child_naive(size: int, work: Path) -> dict:
+    """Whole-image sliding window: logits summed into a C x H x W float32 array, divided by counts."""
+    import rasterio
+    import torch
+    from segdeep._engine import resolve_device  # noqa: F401 - same torch import cost
+    from segdeep.tiling import TileGrid
+
+    raster = make_raster(work / f"r{size}.tif", size)
+    model = small_model().to(memory_format=torch.channels_last)
+    c = card()
+    base = rss_mb()
+    t0 = time.perf_counter()
+    with rasterio.open(raster) as ds:
+        image = ds.read().astype(np.float32)
+    mean = np.asarray(c.mean, np.float32)[:, None, None]
+    std = np.asarray(c.std, np.float32)[:, None, None]
+    image = (image * c.scale - mean) / std
+    h, w = image.shape[1:]
+    grid = TileGrid(w, h, 512, 64)
+    logits = np.zeros((6, h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    for r in range(grid.n_rows):
+        for col in range(grid.n_cols):
+            rect = grid.rect(r, col)
+            r0, c0 = min(rect.row_off, h - 512), min(rect.col_off, w - 512)  # shift inward at the edge
+            x = torch.from_numpy(np.ascontiguousarray(image[:, r0:r0 + 512, c0:c0 + 512]))[None]
+            with torch.inference_mode():
+                out = model(x.contiguous(memory_format=torch.channels_last))[0].numpy()
+            logits[:, r0:r0 + 512, c0:c0 + 512] += out
+            count[r0:r0 + 512, c0:c0 + 512] += 1
+    labels = (logits / count).argmax(0).astype(np.uint8)
+    with rasterio.open(work / f"naive{size}.tif", "w", driver="GTiff", width=w, height=h, count=1,
+                       dtype="uint8", tiled=True, compress="deflate") as ds:
+        ds.write(labels[None])
+    return {"megapixels": size * size / 1e6, "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(rss_mb(), 1), "rss_before_run_mb": round(base, 1)}
+
+
+def child_forward(work: Path) -> dict:
+    """Per-tile forward time of the P1 U-Net: contiguous vs channels_last, batch 1 / 2 / 4."""
+    import torch
+
+    x = torch.randn(4, 3, 512, 512)
+    out = {}
+    for layout in ("contiguous", "channels_last"):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        model = unet().to(memory_format=fmt)
+        for bs in (1, 2, 4):
+            xb = x[:bs].contiguous(memory_format=fmt)
+            with torch.inference_mode():
+                model(xb)
+                t0 = time.perf_counter()
+                for _ in range(max(1, 4 // bs)):
+                    model(xb)
+            out[f"{layout}_batch{bs}_s_per_tile"] = round((time.perf_counter() - t0) / (max(1, 4 // bs) * bs), 3)
+    return out
+
+
+def spawn(kind: str, size: int, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--size", str(size), "--work", str(work)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1:] or done.returncode}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", default="all", choices=["all", "p1", "p2", "naive", "forward"])
+    parser.add_argument("--sizes", default="4096,8192,16384", help="P2 raster sides in pixels")
+    parser.add_argument("--naive-sizes", default="4096,8192", help="naive comparison raster sides")
+    parser.add_argument("--work", default=None, help="folder for generated rasters (default: a temp folder)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="segdeep-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        fn = {"pipeline": lambda: child_pipeline(args.size, work), "naive": lambda: child_naive(args.size, work),
+              "forward": lambda: child_forward(work), "p1": lambda: p1(work)}[args.child]
+        print(json.dumps(fn()))
+        return
+    if args.what in ("all", "forward"):
+        print("forward (U-Net base 8, depth 4, 512 px tiles, CPU):", json.dumps(spawn("forward", 0, work)), flush=True)
+    if args.what in ("all", "p1"):
+        r = spawn("p1", 0, work)
+        print("P1 (4096 x 4096 sample scene, U-Net, tile 512, overlap 64, block 2048):", json.dumps(r), flush=True)
+    if args.what in ("all", "p2"):
+        rows = {}
+        for s in (int(v) for v in args.sizes.split(",")):
+            rows[s] = spawn("pipeline", s, work)
+            print(f"P2 segdeep {s} x {s}:", json.dumps(rows[s]), flush=True)
+    if args.what in ("all", "naive"):
+        for s in (int(v) for v in args.naive_sizes.split(",")):
+            print(f"naive {s} x {s}:", json.dumps(spawn("naive", s, work)), flush=True)
+            if args.what == "naive":
+                print(f"segdeep {s} x {s}:", json.dumps(spawn("pipeline", s, work)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
