@@ -1,0 +1,568 @@
+"""Scale-out: the block pipeline on a Dask cluster (``dask.distributed``, the extra ``napari-segdeep[dask]``).
+
+``scheduler`` is ``"tcp://host:8786"`` (an existing cluster), ``"local:N"`` (a
+``LocalCluster`` of N single-threaded worker processes on loopback) or a ``distributed.Client``.
+
+Prediction (:func:`iter_predict_distributed`) uses the in-process engine's plan: every tile is
+computed by exactly one block, a block's task keeps its blend accumulator in worker memory, and only
+the strips of tiles shared with later blocks move between workers (see :mod:`segdeep._dask_tasks`).
+Workers read their windows directly from the source path and write their blocks as part GeoTIFFs
+in ``<out>/.segdeep-dask-parts/`` (a folder every worker and the client can reach); the client
+builds a VRT of the parts and copies it to the ``labels.tif`` COG. Labels are identical to an
+in-process run (integer blend sums), with or without the CRF.
+
+Resume: a part file is written under a temporary name and renamed, and carries the digest of the
+run's settings, so a finished block is a valid part with the right digest: those are not
+resubmitted. A worker that dies has its tasks rerun elsewhere (Dask's lineage and ``retries``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from . import __version__
+from . import _dask_tasks as tasks
+from .errors import SegdeepError
+from .inference import (
+    BlockDone,
+    Finishing,
+    PredictResult,
+    Started,
+    TilesDone,
+    _plan,
+    _region,
+    card_dict,
+    default_overlap,
+    peak_rss_mb,
+)
+from .raster import _tag_classes, open_raster, to_cog
+from .tiling import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
+
+PARTS_NAME = ".segdeep-dask-parts"
+STATE_NAME = ".segdeep-dask-run.json"
+
+
+@dataclass(frozen=True)
+class ClusterReady:
+    """Connected to the cluster: its scheduler address, dashboard link and worker count."""
+
+    scheduler: str
+    dashboard: str | None
+    workers: int
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise SegdeepError("--scheduler needs dask.distributed: pip install 'napari-segdeep[dask]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(scheduler) -> Iterator:
+    """A ``distributed.Client`` for ``scheduler`` (see the module notes); a local cluster is closed on exit."""
+    distributed = _distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    text = str(scheduler).strip()
+    if text.startswith("local:"):
+        try:
+            n = int(text[6:])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise SegdeepError(f"scheduler {scheduler!r}: expected local:N with N >= 1 worker processes")
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=":0", silence_logs=40)
+        try:
+            with distributed.Client(cluster) as client:
+                client.register_plugin(tasks.TorchThreads(1))
+                yield client
+        finally:
+            cluster.close()
+        return
+    if "://" not in text and ":" not in text:
+        raise SegdeepError(f"scheduler {scheduler!r}: expected tcp://host:port (a Dask scheduler) or local:N")
+    try:
+        client = distributed.Client(text, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise SegdeepError(f"scheduler {text}: cannot connect ({exc}); is a Dask scheduler running there?") from None
+    with client:
+        yield client
+
+
+def _ready(client) -> ClusterReady:
+    info = client.scheduler_info()
+    link = client.dashboard_link if "dashboard" in info.get("services", {}) else None
+    return ClusterReady(info.get("address", ""), link, len(info.get("workers", {})))
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
+    from ._engine import resolve_batch_size, resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    return str(dev), resolve_precision(precision, dev), resolve_batch_size(batch_size, dev, tile_size)
+
+
+def build_vrt(path: Path, parts: list[tuple[Path, Rect]], width: int, height: int, count: int) -> Path:
+    """A uint8 VRT mosaic of part files (``(file, rect inside the mosaic in pixels)``)."""
+    bands = []
+    for b in range(1, count + 1):
+        sources = "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{p.resolve()}</SourceFilename>'
+            f'<SourceBand>{b}</SourceBand><SourceProperties RasterXSize="{r.width}" RasterYSize="{r.height}" '
+            f'DataType="Byte" BlockXSize="256" BlockYSize="256"/>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{r.width}" ySize="{r.height}"/>'
+            f'<DstRect xOff="{r.col_off}" yOff="{r.row_off}" xSize="{r.width}" ySize="{r.height}"/></SimpleSource>'
+            for p, r in parts)
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{b}">{sources}</VRTRasterBand>')
+    path.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{"".join(bands)}</VRTDataset>')
+    return path
+
+
+def _assemble(out: Path, parts_dir: Path, kind: str, blocks, area: Rect, *, crs, transform, classes,
+              count: int) -> Path:
+    """``labels.tif`` / ``probabilities.tif`` (COG) from the part files: VRT, tags, then COG copy."""
+    parts = [(tasks.part_path(parts_dir, kind, b.index),
+              Rect(b.rect.col_off - area.col_off, b.rect.row_off - area.row_off, b.rect.width, b.rect.height))
+             for b in blocks]
+    vrt = build_vrt(parts_dir / f"{kind}.vrt", parts, area.width, area.height, count)
+    with rasterio.open(vrt, "r+") as ds:
+        if crs is not None:
+            ds.crs, ds.transform = crs, transform
+        if kind == "labels":
+            _tag_classes(ds, classes)
+            ds.nodata = 255
+        else:
+            for i, c in enumerate(classes):
+                ds.set_band_description(i + 1, c.name)
+            ds.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
+    return to_cog(vrt, out / f"{kind}.tif")
+
+
+def iter_predict_distributed(
+    image: str | Path,
+    bundle: str | Path,
+    out_dir: str | Path,
+    *,
+    scheduler,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    block_size: int = 2048,
+    batch_size: int | str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    bands: list[int] | None = None,
+    crf=None,
+    probabilities: bool = False,
+    truth: str | Path | None = None,
+    window: tuple[int, int, int, int] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    resume: bool = False,
+    vector: str | Path | None = None,
+    preview: bool = True,
+    retries: int = 3,
+    max_in_flight: int | None = None,
+) -> Generator[object, None, PredictResult]:
+    """:func:`segdeep.inference.iter_predict` with the blocks mapped over a Dask cluster.
+
+    Same arguments, outputs and events (plus :class:`ClusterReady` first), and identical labels.
+    ``bundle`` must be a path every worker can read, as must ``image``, ``truth`` and ``out_dir``.
+    ``device``, ``precision`` and ``batch_size`` are resolved on the workers. ``retries``: reruns of
+    a failed task. ``max_in_flight``: blocks submitted ahead (default 4 per worker thread).
+    """
+    t_start = time.perf_counter()
+    if out_dir is None:
+        raise SegdeepError("no output folder given (out_dir)")
+    if not isinstance(bundle, str | Path) or not Path(bundle).is_file():
+        raise SegdeepError(f"{bundle}: no such model bundle; on a cluster the model is a .safetensors path "
+                           "every worker can read")
+    from ._outputs import prepare_out_dir
+    from .models.bundle import read_card
+    from .raster import check_bands
+
+    info = open_raster(image, warn=False)
+    card = read_card(bundle)
+    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
+    overlap = default_overlap(tile_size) if overlap is None else overlap
+    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
+    want = list(card.bands)
+    bands = list(bands) if bands else want
+    if len(bands) != len(want) or max(bands) > info.count:
+        raise SegdeepError(f"{image}: bands {bands}: the model takes {len(want)} band(s) (card bands {want}) "
+                           f"and the raster has bands 1-{info.count}")
+    bands = check_bands(info, bands)
+    area = _region(info, window, bounds)
+    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
+    grid = TileGrid(info.width, info.height, tile_size, int(overlap))
+    block = snap_block_size(block_size, grid.stride)
+    blocks = BlockGrid(area, block)
+    halo = int(crf.halo) if crf is not None else 0
+    raster = Rect(0, 0, info.width, info.height)
+    classes = list(card.classes)
+    fingerprint = {
+        "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
+        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
+        "model": _file_digest(Path(bundle)), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
+        "bands": bands, "region": list(asdict(area).values()), "crf": crf.to_dict() if crf is not None else None,
+        "probabilities": bool(probabilities), "truth": str(truth) if truth else None, "device": device,
+        "precision": precision,
+    }
+    run_id = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+    parts_dir, state = out / PARTS_NAME, out / STATE_NAME
+    all_blocks = list(blocks)
+    done: dict[int, dict] = {}
+    if resume and state.exists():
+        old = json.loads(state.read_text()).get("fingerprint", {})
+        if old != json.loads(json.dumps(fingerprint, default=str)):
+            diff = sorted(k for k in set(fingerprint) | set(old) if json.dumps(fingerprint.get(k), default=str)
+                          != json.dumps(old.get(k), default=str))
+            raise SegdeepError(f"{state}: the interrupted run used different settings ({', '.join(diff)}); "
+                               "run without --resume to start again, or use the same settings")
+        for b in all_blocks:
+            tags = tasks.read_part_tags(parts_dir, b.index, run_id, (b.rect.width, b.rect.height), probabilities)
+            if tags is not None:
+                done[b.index] = tags
+    else:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"fingerprint": fingerprint}, default=str))
+
+    plans, later = _plan(grid, blocks, all_blocks, halo, raster)
+    owner = {tile: blk.index for blk, _, own, _ in plans for tile in own}
+    needs: dict[int, set[int]] = {}
+    for tile, pieces in later.items():
+        for j, _ in pieces:
+            needs.setdefault(j, set()).add(owner[tile])
+    todo = [b.index for b in all_blocks if b.index not in done]
+    compute = sorted(set(todo) | {i for j in todo for i in needs.get(j, ())})
+    last_use = {}
+    for j in todo:
+        for i in [j, *needs.get(j, ())]:
+            last_use[i] = max(last_use.get(i, -1), j)
+    total_tiles = sum(len(plans[i][2]) for i in compute)
+    job = tasks.BlockJob(
+        image=str(Path(image).resolve()), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
+        run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
+        bands=tuple(bands), device=device, precision=precision, batch_size=batch_size,
+        crf=crf.to_dict() if crf is not None else None, probabilities=bool(probabilities),
+        truth=str(Path(truth).resolve()) if truth else None, num_classes=max(c.index for c in classes) + 1,
+        ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
+        transform=tuple(info.transform)[:6])
+    summaries: list[dict] = []
+    timings: dict[str, float] = {}
+    distributed = _distributed()
+    with connect(scheduler) as client:
+        ready = _ready(client)
+        yield ready
+        dev, prec, batch = client.submit(_worker_settings, device, precision, batch_size, tile_size,
+                                         pure=False).result()
+        yield Started(total_tiles, len(all_blocks), len(done), dev, prec, batch, block)
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+        window_size = max_in_flight or 4 * threads
+        tag = run_id[:8]
+        computed: dict[int, object] = {}
+        live: set = set()
+        ac = distributed.as_completed()
+        queue = iter(range(len(all_blocks)))
+        in_flight = 0
+
+        def submit_more() -> None:
+            nonlocal in_flight
+            for j in queue:
+                p_blk, region, own, read = plans[j]
+                core = p_blk.rect
+                if j in last_use:
+                    later_j = {t: later[t] for t in own if t in later}
+                    fut = client.submit(tasks.compute_block, job, j, region, core, own, read, later_j,
+                                        key=f"segdeep-compute-{tag}-{j}", retries=retries)
+                    computed[j] = fut
+                    live.add(fut)
+                    ac.add(fut)
+                if j not in done:
+                    pieces = [client.submit(tasks.pieces_for, computed[i], j, key=f"segdeep-pieces-{tag}-{i}-{j}",
+                                            retries=retries, priority=1) for i in sorted(needs.get(j, ()))]
+                    fut = client.submit(tasks.finish_block, job, j, region, core, computed[j], *pieces,
+                                        key=f"segdeep-finish-{tag}-{j}", retries=retries, priority=1)
+                    live.add(fut)
+                    ac.add(fut)
+                    in_flight += 1
+                for i in [i for i, last in last_use.items() if last <= j and i in computed]:
+                    del computed[i]  # Dask keeps it while a submitted task still needs it
+                if in_flight >= window_size:
+                    return
+
+        tiles_done = 0
+        n_done = len(done)
+        try:
+            submit_more()
+            for fut in ac:
+                live.discard(fut)
+                name = str(fut.key)
+                if fut.status == "error":
+                    fut.result()  # raises the task's error
+                if name.startswith("segdeep-compute"):
+                    tiles_done += len(plans[int(name.rsplit("-", 1)[1])][2])
+                    yield TilesDone(tiles_done, total_tiles)
+                elif name.startswith("segdeep-finish"):
+                    summary = fut.result()
+                    summaries.append(summary)
+                    done[summary["index"]] = summary["tags"]
+                    n_done += 1
+                    in_flight -= 1
+                    r = all_blocks[summary["index"]].rect
+                    yield BlockDone(summary["index"], n_done, len(all_blocks),
+                                    (r.col_off, r.row_off, r.width, r.height))
+                    submit_more()
+                del fut
+        finally:
+            if live:
+                client.cancel(list(live))
+        for s in summaries:
+            for k, v in s["seconds"].items():
+                timings[f"worker_{k}"] = timings.get(f"worker_{k}", 0.0) + v
+        timings["compute"] = time.perf_counter() - t_start
+        result = PredictResult(out_dir=out, labels=out / "labels.tif", run_json=out / "run.json", device=dev,
+                               precision=prec, batch_size=batch, blocks_computed=len(todo),
+                               blocks_resumed=len(all_blocks) - len(todo))
+        result.tiles_computed = sum(s.get("tiles_computed", 0) for s in summaries)
+        result.tiles_skipped = sum(s.get("tiles_skipped", 0) for s in summaries)
+        yield from _finish(result, client, info, card, classes, all_blocks, area, parts_dir, done, timings,
+                           truth=truth, probabilities=probabilities, vector=vector, preview=preview, bands=bands,
+                           params={**fingerprint, "image": str(image), "window": [area.col_off, area.row_off,
+                                   area.width, area.height], "bounds": list(bounds) if bounds else None,
+                                   "batch_size": batch_size, "resume": bool(resume),
+                                   "vector": str(vector) if vector else None, "scheduler": ready.scheduler,
+                                   "workers": ready.workers},
+                           t_start=t_start)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    state.unlink(missing_ok=True)
+    return result
+
+
+def _finish(result, client, info, card, classes, blocks, area, parts_dir, done, timings, *, truth, probabilities,
+            vector, preview, bands, params, t_start):
+    """Final files from the part files (labels, probabilities, report, preview, polygons, run.json)."""
+    from ._outputs import _write_json
+
+    out = result.out_dir
+    transform = info.transform * Affine.translation(area.col_off, area.row_off)
+    t0 = time.perf_counter()
+    yield Finishing("labels")
+    _assemble(out, parts_dir, "labels", blocks, area, crs=info.crs, transform=transform, classes=classes, count=1)
+    timings["labels_file"] = time.perf_counter() - t0
+    if probabilities:
+        yield Finishing("probabilities")
+        t0 = time.perf_counter()
+        result.probabilities = _assemble(out, parts_dir, "probabilities", blocks, area, crs=info.crs,
+                                         transform=transform, classes=classes, count=len(classes))
+        timings["probabilities_file"] = time.perf_counter() - t0
+    if truth is not None:
+        yield Finishing("report")
+        from .metrics import ConfusionMatrix, scores
+        from .report import write_report
+
+        cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=int(getattr(card, "ignore_index", 255)))
+        for b in blocks:
+            data = json.loads(done[b.index]["confusion"])
+            part = ConfusionMatrix(cm.num_classes, cm.ignore_index)
+            part.matrix += np.asarray(data["matrix"], dtype=np.int64)
+            part.ignored_by_reason.update(data["ignored"])
+            cm.merge(part)
+        result.scores = scores(cm, classes)
+        result.report = write_report(result.scores, out, classes=classes,
+                                     inputs={"prediction": str(result.labels), "reference": str(truth),
+                                             "image": str(info.path)})
+    if preview:
+        yield Finishing("preview")
+        t0 = time.perf_counter()
+        from ._pipeline_io import region_vrt
+        from .preview import write_preview
+
+        source = info.path
+        if (area.col_off, area.row_off, area.width, area.height) != (0, 0, info.width, info.height):
+            source = region_vrt(info.path, info.count, area, parts_dir / "region.vrt")
+        shown = bands[:3] if len(bands) >= 3 else bands[:1]
+        result.preview = write_preview(source, result.labels, out / "preview.png", classes=classes, bands=shown)
+        timings["preview"] = time.perf_counter() - t0
+    if vector is not None:
+        yield Finishing("vector")
+        t0 = time.perf_counter()
+        path = Path(vector) if Path(vector).is_absolute() else out / vector
+        vectorize_distributed(result.labels, path, scheduler=client, classes=classes)
+        result.vector = path
+        timings["vector"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    result.peak_rss_mb = round(peak_rss_mb(), 1)
+    _write_json(result.run_json, {
+        "segdeep_version": __version__, "parameters": params,
+        "input": {"path": str(info.path), "width": info.width, "height": info.height, "count": info.count,
+                  "dtype": info.dtype, "crs": info.crs.to_wkt() if info.crs else None,
+                  "transform": list(info.transform)[:6], "nodata": info.nodata},
+        "model_card": card_dict(card), "device": result.device, "precision": result.precision,
+        "batch_size": result.batch_size, "tiles_computed": result.tiles_computed,
+        "tiles_skipped": result.tiles_skipped, "blocks_computed": result.blocks_computed,
+        "blocks_resumed": result.blocks_resumed, "timings_s": result.timings, "peak_rss_mb": result.peak_rss_mb,
+        "outputs": {k: str(v) for k, v in (("labels", result.labels), ("probabilities", result.probabilities),
+                                           ("preview", result.preview), ("vector", result.vector)) if v},
+        "report": {k: str(v) for k, v in (result.report or {}).items()},
+    })
+
+
+def predict_distributed(image, bundle, out_dir, *, scheduler, callback: Callable[[object], None] | None = None,
+                        **kwargs) -> PredictResult:
+    """Run :func:`iter_predict_distributed` to the end (``callback(event)`` per event); return its result."""
+    gen = iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def _ordered(client, fn, args: list[tuple], *, window: int, retries: int, prefix: str) -> Iterator:
+    """Results of ``fn(*a)`` for each ``a`` of ``args`` in order, at most ``window`` tasks in flight."""
+    import collections
+
+    pending: collections.deque = collections.deque()
+    todo = iter(enumerate(args))
+    try:
+        while True:
+            for i, a in todo:
+                pending.append(client.submit(fn, *a, key=f"{prefix}-{i}", retries=retries))
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
+            yield pending.popleft().result()
+    finally:
+        if pending:
+            client.cancel(list(pending))
+
+
+def _window(client) -> int:
+    return 4 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+
+def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler, classes=None,
+                         ignore_index: int = 255, block_size: int = 2048, attribute: str | None = None,
+                         progress: Callable[[int, int], None] | None = None, retries: int = 3) -> dict:
+    """:func:`segdeep.evaluate.evaluate_rasters` with the blocks' confusion matrices computed on a Dask
+    cluster and merged (:meth:`segdeep.metrics.ConfusionMatrix.merge`); the same scores."""
+    import uuid
+
+    from .evaluate import _blocks, _pick_classes, check_aligned
+    from .label_sources import open_labels
+    from .metrics import ConfusionMatrix, scores
+
+    if block_size < 16:
+        raise SegdeepError(f"block size {block_size} px is too small; use 256 or more")
+    classes = _pick_classes(classes, str(prediction))
+    pred = open_labels(prediction, classes)
+    ref = open_labels(truth, classes, like=pred.info, attribute=attribute, ignore_index=ignore_index)
+    if ref.kind != "vector":
+        check_aligned(pred.info, ref.info)
+    cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
+    windows = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
+               for w in _blocks(pred.info.width, pred.info.height, block_size)]
+    p_path, t_path = str(Path(prediction).resolve()), str(Path(truth).resolve())
+    with connect(scheduler) as client:
+        args = [(p_path, t_path, classes, ignore_index, attribute, w) for w in windows]
+        for i, part in enumerate(_ordered(client, tasks.confusion_block, args, window=_window(client),
+                                          retries=retries, prefix=f"segdeep-confusion-{uuid.uuid4().hex[:8]}")):
+            cm.merge(part)
+            if progress:
+                progress(i + 1, len(windows))
+    result = scores(cm, classes)
+    result["inputs"] = {"prediction": str(prediction), "truth": str(truth)}
+    result["notes"] = pred.notes + ref.notes
+    return result
+
+
+def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: int = 2048, exclude=(),
+                              workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                              stats: dict | None = None, retries: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`segdeep.vectorize.iter_polygons` with the blocks polygonized on a Dask cluster; regions cut
+    by block edges are merged here with the same :class:`segdeep.vectorize.BorderMerger`."""
+    import uuid
+
+    import shapely
+
+    from ._polygonize import BorderMerger, _block_polygons
+    from .classes import NODATA_LABEL
+
+    if block_size < 1:
+        raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
+    info = open_raster(labels_path, warn=False)
+    if info.count != 1:
+        raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {info.count}")
+    width, height = info.width, info.height
+    excluded = np.zeros(256, dtype=bool)
+    excluded[list(exclude)] = True
+    excluded[NODATA_LABEL] = True
+    blocks = [(c, r, min(width, c + block_size), min(height, r + block_size))
+              for r in range(0, height, block_size) for c in range(0, width, block_size)]
+    path = str(Path(labels_path).resolve())
+    results = _ordered(client, _block_polygons, [(path, b, excluded) for b in blocks], window=_window(client),
+                       retries=retries, prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
+    merger = BorderMerger(height)
+    for done, ((c0, r0, c1, r1), (geoms, cls)) in enumerate(zip(blocks, results, strict=True), start=1):
+        if len(geoms):  # as segdeep._polygonize.iter_polygons
+            b = shapely.bounds(geoms)
+            border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
+                      | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
+            if (~border).any():
+                yield cls[~border], geoms[~border]
+            merger.add(geoms[border], cls[border])
+        if progress is not None:
+            progress(done, len(blocks))
+        if c1 == width:
+            merged = list(merger.finish_row(r0, r1))
+            if stats is not None:
+                stats.update(blocks=done, max_open_pieces=merger.max_open)
+            if merged:
+                yield (np.array([m[0] for m in merged], dtype=np.uint8),
+                       np.array([m[1] for m in merged], dtype=object))
+
+
+_PATCH_LOCK = __import__("threading").Lock()
+
+
+def vectorize_distributed(labels_path: str | Path, out_path: str | Path, *, scheduler, **kwargs) -> dict:
+    """:func:`segdeep.vectorize.vectorize_raster` (same arguments and result) with the blocks
+    polygonized on a Dask cluster. The attributes, simplification and writing are vectorize_raster's
+    own: its polygon source is swapped for :func:`iter_polygons_distributed` during the call."""
+    from . import vectorize as vec
+
+    kwargs.pop("workers", None)
+    with connect(scheduler) as client, _PATCH_LOCK:
+        original = vec.iter_polygons
+        vec.iter_polygons = lambda path, **kw: iter_polygons_distributed(client, path, **kw)
+        try:
+            return vec.vectorize_raster(labels_path, out_path, **kwargs)
+        finally:
+            vec.iter_polygons = original
