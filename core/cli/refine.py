@@ -64,7 +64,7 @@ def configure(parser) -> None:
     parser.add_argument("--bands", type=int, nargs=3, default=None, metavar=("R", "G", "B"),
                         help="image bands to use as RGB, 1-based (default 1 2 3)")
     parser.add_argument("--block-size", type=int, default=1024, help="pixels per block side (default 1024)")
-    parser.add_argument("--halo", type=int, default=None, help="context pixels around each block (default: 2 x bilateral-sxy)")
+    parser.add_argument("--halo", type=int, default=None, help="context pixels around each block (default: 3 x bilateral-sxy)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
