@@ -30,6 +30,34 @@ from .backbones import build_backbone
 from .registry import register_model
 
 
+def _bin_average(n: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """``bins`` x ``n`` matrix averaging the bins of adaptive average pooling (bin i covers
+    floor(i n / bins) .. ceil((i + 1) n / bins), exactly as ``F.adaptive_avg_pool2d``)."""
+    i = torch.arange(bins, device=like.device)
+    start, end = (i * n) // bins, ((i + 1) * n + bins - 1) // bins
+    pos = torch.arange(n, device=like.device)
+    inside = ((pos[None] >= start[:, None]) & (pos[None] < end[:, None])).to(like.dtype)
+    return inside / inside.sum(dim=1, keepdim=True)
+
+
+def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Adaptive average pooling to ``bins`` x ``bins`` as two matrix products; unlike
+    ``nn.AdaptiveAvgPool2d`` it exports to ONNX when the size is not a multiple of ``bins``."""
+    h, w = x.shape[-2:]
+    return _bin_average(h, bins, x) @ x @ _bin_average(w, bins, x).transpose(0, 1)
+
+
+class AdaptiveAvgPool(nn.Module):
+    """:func:`adaptive_avg_pool` as a module."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adaptive_avg_pool(x, self.bins)
+
+
 class PyramidPooling(nn.Module):
     """Pool into ``bins`` x ``bins`` grids, reduce, upsample and concatenate with the input."""
 
@@ -37,7 +65,7 @@ class PyramidPooling(nn.Module):
         super().__init__()
         reduced = in_channels // len(bins)
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, reduced, 1, bias=False),
+            nn.Sequential(AdaptiveAvgPool(b), nn.Conv2d(in_channels, reduced, 1, bias=False),
                           nn.BatchNorm2d(reduced), nn.ReLU(inplace=True))
             for b in bins)
         self.out_channels = in_channels + reduced * len(bins)

@@ -16,6 +16,8 @@ logits cropped back to H x W.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,9 +34,23 @@ def segnet_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(POOL_KERNEL, stride=POOL_KERNEL, return_indices=True)
 
 
-def segnet_unpool() -> nn.MaxUnpool2d:
-    """2x2 stride-2 max-unpool: puts each value back at its encoder argmax, zeros elsewhere."""
-    return nn.MaxUnpool2d(POOL_KERNEL, stride=POOL_KERNEL)
+class MaxUnpool(nn.Module):
+    """Max-unpooling with the indices of ``MaxPool2d(return_indices=True)``: each value goes back to
+    the flat position its maximum came from, every other position is 0. The same result as
+    ``nn.MaxUnpool2d``, written as a scatter so that it also exports to ONNX (``ScatterElements``;
+    torch has no ONNX export for ``max_unpool2d``)."""
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor,
+                output_size: Sequence[int]) -> torch.Tensor:
+        n, c = x.shape[:2]
+        h, w = output_size
+        out = x.new_zeros(n, c, h * w).scatter(2, indices.flatten(2), x.flatten(2))
+        return out.reshape(n, c, h, w)
+
+
+def segnet_unpool() -> MaxUnpool:
+    """2x2 max-unpool: puts each value back at its encoder argmax, zeros elsewhere."""
+    return MaxUnpool()
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -81,12 +97,12 @@ class SegNet(nn.Module):
         indices, sizes = [], []
         for start, pool in self._stages:
             x = self.features[start:pool](x)
-            sizes.append(x.shape[-2:])
+            # Plain ints: also lets the ONNX tracer export the unpooling at a fixed tile size.
+            sizes.append([int(s) for s in x.shape[-2:]])
             x, idx = self.features[pool](x)
             indices.append(idx)
         for k in reversed(range(5)):
-            x = self.unpool(x, indices[k], output_size=sizes[k])
-            x = self.decoders[k](x)
+            x = self.decoders[k](self.unpool(x, indices[k], output_size=sizes[k]))
         return x[:, :, :h, :w]
 
 

@@ -8,8 +8,10 @@ configurations are checked separately (parameter counts against the published fi
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -130,6 +132,26 @@ class TestArchitecture:
         assert torch.allclose(y, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
 
+    def test_onnx_export_matches_torch(self, arch):
+        """Every architecture exports (opset 17, dynamic batch, the tile size fixed) and
+        onnxruntime gives torch's logits: the route to QGIS (Deepness)."""
+        ort = pytest.importorskip("onnxruntime")
+        _, model, x, ref = arch
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about python ints (fixed tile size)
+            torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+        x2 = torch.cat([x, torch.randn_like(x)])
+        (got,) = session.run(None, {"input": x2.numpy()})
+        with torch.no_grad():
+            expected = model(x2)
+        assert torch.allclose(torch.from_numpy(got), expected, rtol=1e-4,
+                              atol=1e-5 * float(expected.abs().max()))
+
+
 #: Published parameter counts (21 PASCAL VOC classes) and the architectures that should match them.
 PAPER_PARAMETERS = {
     "fcn8s": 134e6,       # Long et al. 2015, Table 1: FCN-VGG16, 134M
@@ -156,6 +178,15 @@ def test_default_configuration_output_shape(name):
         model = create_model(name, num_classes=21, in_channels=4).eval()
         y = model(torch.empty(2, 4, HEIGHT, WIDTH))
     assert y.shape == (2, 21, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 12), (7, 5), (13, 29), (1, 1)])
+def test_pspnet_bin_pooling_is_adaptive_average_pooling(height, width):
+    from segdeep.models.pspnet import adaptive_avg_pool
+
+    x = torch.randn(2, 3, height, width)
+    for bins in (1, 2, 3, 6):
+        assert torch.allclose(adaptive_avg_pool(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6)
 
 
 def test_pspnet_unknown_backbone_is_a_user_error():

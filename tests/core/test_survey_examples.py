@@ -35,6 +35,15 @@ def test_segnet_pool_unpool_survey_example(segnet_model):
     assert unpooled[0, 0].tolist() == [[0, 0, 0, 0], [0, 6, 0, 8], [3, 0, 0, 0], [0, 0, 0, 4]]
 
 
+def test_segnet_unpool_is_max_unpooling(segnet_model):
+    """SegNet's unpooling (a scatter, so that it exports to ONNX) equals ``F.max_unpool2d``."""
+    pool = segnet_model.features[pool_indices(segnet_model.features)[0]]
+    x = torch.randn(2, 5, 16, 22)
+    pooled, indices = pool(x)
+    expected = F.max_unpool2d(pooled, indices, 2, output_size=(16, 22))
+    assert torch.equal(segnet_model.unpool(pooled, indices, (16, 22)), expected)
+
+
 def test_segnet_decoder_upsamples_only_by_unpooling(segnet_model):
     """Every decoder stage starts from a max-unpooled map: at most one non-zero value per 2x2
     window and channel (the encoder's argmax); no transposed convolution anywhere."""
