@@ -78,7 +78,7 @@ class BlockContents:
         mt = h[0].copy()
         garden = h[1]
         # Yard surface: paving, lawn or sand.
-        mine[:] = np.where(garden < 0.4, PAVING, np.where(garden < 0.7, LAWN, SAND))
+        mine[:] = np.where(garden < 0.45, PAVING, np.where(garden < 0.68, LAWN, SAND))
         side = 2.2 + 1.6 * h[2]
         front = 4.5 + 3.5 * h[3]
         back = 5.0 + 0.3 * depth * h[4]
@@ -248,7 +248,9 @@ class BlockContents:
         x, y = c["x"][sel], c["y"][sel]
         i, k = c["i"][sel], c["k"][sel]
         a, b, big_a, big_b = c["a"][sel], c["b"][sel], c["A"][sel], c["B"][sel]
-        mine = np.full(a.shape, LAWN, np.uint8)
+        # Irrigated lawn in patches, the rest sand; paths wind through both.
+        grass = fbm(x, y, 70.0, seed, 85, octaves=2) > 0.52
+        mine = np.where(grass, LAWN, SAND).astype(np.uint8)
         n = value_noise(x, y, 45.0, seed, 80)
         path = np.abs(n - 0.5) < 0.025
         mine[path] = PAVING
@@ -262,7 +264,7 @@ class BlockContents:
         mat[sel] = mine
         tone[sel] = np.where(pond, np.clip((1 - r) * 2, 0, 1), 0.5)
         dens = fbm(x, y, 60.0, seed, 83, octaves=2)
-        self._scatter(c, sel, 6.0, 84, (dens > 0.45) & ~pond & (r > 1.2), 1.8, 3.2, palm_share=0.15)
+        self._scatter(c, sel, 6.0, 84, (dens > 0.5) & grass & ~pond & (r > 1.2), 1.8, 3.2, palm_share=0.15)
 
     def _desert(self, c, sel):
         seed, mat, hgt, tone = c["seed"], c["mat"], c["hgt"], c["tone"]

@@ -106,8 +106,8 @@ class Layout(BlockContents):
         dev = value_noise(x, y, 450.0, self.seed, self.dev_salt)       # districts
         dense = value_noise(x, y, 500.0, self.seed, self.dev_salt + 1)  # towers vs villas
         r = uniform(self.seed, 20, i, k)
-        use = np.where(dense > 0.64, APARTMENTS, VILLAS)
-        use = np.where((r < 0.12) & (dev > 0.3), PARK, use)
+        use = np.where(dense > 0.6, APARTMENTS, VILLAS)
+        use = np.where((r < 0.16) & (dev > 0.3), PARK, use)
         use = np.where(dev < 0.26 + 0.1 * r, DESERT, use)
         # Blocks the creek passes through are waterfront promenades.
         near = np.full(np.shape(i), np.inf)
