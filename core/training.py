@@ -238,8 +238,9 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
 
     if init is not None:
         model, base_card = load_bundle(init, device="cpu")
-        if len(base_card.classes) != len(classes) and classes != list(base_card.classes):
-            classes = list(base_card.classes)
+        if [c.index for c in base_card.classes] != [c.index for c in classes]:
+            raise SegdeepError(f"{init}: the model has classes {[c.name for c in base_card.classes]}; the labels "
+                               f"were read with {[c.name for c in classes]} (use the bundle as the palette)")
         if len(base_card.bands) != in_channels:
             raise SegdeepError(f"{init}: the model takes {len(base_card.bands)} band(s), the images have {in_channels}")
         arch, kwargs = base_card.architecture, dict(base_card.kwargs)

@@ -44,7 +44,7 @@ def configure(parser) -> None:
     data.add_argument("--classes", default=None, metavar="JSON_OR_BUNDLE",
                       help="class palette (names, colours): a JSON file or a model bundle (default: Dubai's six)")
     data.add_argument("--label-attribute", default=None, metavar="COLUMN",
-                      help="class column of vector labels (class indices or class names)")
+                      help="class column of vector labels: class indices or class names (default class_index)")
     data.add_argument("--bands", default=None, metavar="1,2,3", help="1-based image bands to train on (default all)")
     data.add_argument("--gsd", type=float, default=None, metavar="METRES",
                       help="ground sample distance recorded in the card (default: from the first georeferenced image)")

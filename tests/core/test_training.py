@@ -219,6 +219,11 @@ def test_bundle_loads_and_predicts(tmp_path):
     image, truth = scene(11)
     pred = predict_array(model, card, image, tile_size=64, overlap=16)
     assert pred.shape == truth.shape and (pred == truth).mean() > 0.8
+    # Fine-tuning from the bundle (napari's Train widget): same architecture, normalisation kept.
+    tuned, tuned_card, history = train_arrays([image], [truth], init=out, config=TrainConfig(
+        tile_size=64, batch_size=2, epochs=1, steps_per_epoch=2))
+    assert tuned_card.architecture == "unet" and tuned_card.kwargs == card.kwargs
+    assert tuned_card.mean == card.mean and tuned_card.training["init"] == str(out) and len(history) == 1
 
 
 def test_cli_dataset_dir_and_errors(tmp_path, capsys):
