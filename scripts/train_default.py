@@ -94,7 +94,14 @@ def main(argv=None) -> int:
     from segdeep._train_data import TrainSource, find_pairs
     from segdeep.classes import DUBAI_CLASSES
     from segdeep.models.bundle import save_bundle
-    from segdeep.training import EpochDone, Step, TrainConfig, evaluate_sources, iter_train
+    from segdeep.training import (
+        EpochDone,
+        Step,
+        TrainConfig,
+        checkpoint_path,
+        evaluate_sources,
+        iter_train,
+    )
 
     classes = list(DUBAI_CLASSES)
     root = dubai_root()
@@ -142,6 +149,7 @@ def main(argv=None) -> int:
         scene_scores = evaluate_sources(model, [src], classes, card.scale, card.mean, card.std, torch.device("cpu"))
         card.validation["sample_scene_mean_iou"] = scene_scores["mean_iou"]
     save_bundle(model, card, out, half=args.half)
+    checkpoint_path(out).unlink(missing_ok=True)  # the run finished: nothing to resume
     mps = inference_mps(model)
     figures = {
         "arch": args.arch, "kwargs": config.model_kwargs, "parameters": sum(p.numel() for p in model.parameters()),
