@@ -201,6 +201,10 @@ def child_forward(work: Path) -> dict:
 
 
 def spawn(kind: str, size: int, work: Path) -> dict:
+    """Run one measurement in a fresh process (its peak RSS is its own); rasters are made beforehand
+    in another process so that their generation does not count."""
+    if kind in ("pipeline", "naive"):
+        spawn("make", size, work)
     cmd = [sys.executable, __file__, "--child", kind, "--size", str(size), "--work", str(work)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -221,6 +225,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.child:
         fn = {"pipeline": lambda: child_pipeline(args.size, work), "naive": lambda: child_naive(args.size, work),
+              "make": lambda: {"path": str(make_raster(work / f"r{args.size}.tif", args.size))},
               "forward": lambda: child_forward(work), "p1": lambda: p1(work)}[args.child]
         print(json.dumps(fn()))
         return

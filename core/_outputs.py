@@ -9,8 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-from affine import Affine
-
 from .errors import SegdeepError
 from .raster import open_raster, temp_path
 
@@ -57,39 +55,25 @@ def _write_json(path: Path, data: dict) -> Path:
     return path
 
 
-def finish_outputs(result, journal, blocks, area, info, card, classes, *, params, card_data, truth,
-                   probabilities, vector, preview, bands, timings, t_start, version):
-    """Stream saved blocks into the final files; yields ``Finishing`` events; fills ``result``."""
-    from ._pipeline_io import region_vrt, write_labels_from_parts, write_probabilities
+def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_data, truth, vector, preview,
+                   bands, timings, t_start, version):
+    """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
+    from ._pipeline_io import gdal_env, region_vrt
     from .inference import Finishing, peak_rss_mb
 
     out = result.out_dir
-    transform = info.transform * Affine.translation(area.col_off, area.row_off)
-    crs = info.crs
-    t0 = time.perf_counter()
-    confusion = None
-    if truth is not None:
-        from .metrics import ConfusionMatrix
-
-        confusion = ConfusionMatrix(max(c.index for c in classes) + 1,
-                                    ignore_index=int(getattr(card, "ignore_index", 255)))
     yield Finishing("labels")
-    write_labels_from_parts(result.labels, blocks, lambda i: journal.load(i, "labels"), area, crs=crs,
-                            transform=transform, classes=classes, truth=truth, confusion=confusion)
-    timings["labels_file"] = time.perf_counter() - t0
-    if probabilities:
-        yield Finishing("probabilities")
-        t0 = time.perf_counter()
-        result.probabilities = write_probabilities(out / "probabilities.tif", blocks,
-                                                   lambda i: journal.load(i, "probabilities"), area, crs=crs,
-                                                   transform=transform, classes=classes)
-        timings["probabilities_file"] = time.perf_counter() - t0
-    if confusion is not None:
+    t0 = time.perf_counter()
+    with gdal_env():
+        sinks.close(ok=True)
+    result.probabilities = sinks.probabilities_path
+    timings["cog"] = time.perf_counter() - t0
+    if sinks.confusion is not None:
         yield Finishing("report")
         from .metrics import scores
         from .report import write_report
 
-        result.scores = scores(confusion, classes)
+        result.scores = scores(sinks.confusion, classes)
         result.report = write_report(result.scores, out, classes=classes,
                                      inputs={"prediction": str(result.labels), "reference": str(truth),
                                              "image": str(info.path)})
@@ -105,7 +89,9 @@ def finish_outputs(result, journal, blocks, area, info, card, classes, *, params
             vrt = region_vrt(info.path, info.count, area, out / f".segdeep-region-{uuid.uuid4().hex[:8]}.vrt")
             source = vrt
         try:
-            result.preview = write_preview(source, result.labels, out / "preview.png", classes=classes, bands=shown)
+            with gdal_env():
+                result.preview = write_preview(source, result.labels, out / "preview.png", classes=classes,
+                                               bands=shown)
         finally:
             if vrt is not None:
                 vrt.unlink(missing_ok=True)
@@ -116,7 +102,8 @@ def finish_outputs(result, journal, blocks, area, info, card, classes, *, params
         from .vectorize import vectorize_raster
 
         path = Path(vector) if Path(vector).is_absolute() else out / vector
-        vectorize_raster(result.labels, path, classes=classes)
+        with gdal_env():
+            vectorize_raster(result.labels, path, classes=classes)
         result.vector = path
         timings["vector"] = time.perf_counter() - t0
     journal.discard()

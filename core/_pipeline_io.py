@@ -28,6 +28,15 @@ from .tiling import Rect
 
 _STOP = object()
 
+#: GDAL block cache (MB) while segdeep reads and writes: GDAL's default (5% of RAM) would let a
+#: decimated read of a huge raster hold that much memory.
+GDAL_CACHE_MB = 128
+
+
+def gdal_env() -> rasterio.Env:
+    """rasterio environment with a bounded GDAL block cache."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
 
 def rio_window(rect: Rect) -> Window:
     return Window(rect.col_off, rect.row_off, rect.width, rect.height)
@@ -55,7 +64,7 @@ class BlockReader:
 
     def _run(self, path, bands, jobs) -> None:
         try:
-            with _open(path) as ds:
+            with gdal_env(), _open(path) as ds:
                 for key, rect in jobs:
                     if self._stop.is_set():
                         return
@@ -92,6 +101,10 @@ class BlockWriter:
         self._thread.start()
 
     def _run(self) -> None:
+        with gdal_env():
+            self._loop()
+
+    def _loop(self) -> None:
         import time
 
         while True:
@@ -151,48 +164,56 @@ def region_vrt(image_path: str | Path, count: int, rect: Rect, vrt_path: Path) -
     return vrt_path
 
 
-def write_probabilities(path: Path, blocks, load: Callable[[int], np.ndarray], area: Rect, *, crs,
-                        transform: Affine, classes) -> Path:
-    """Per-class probabilities (uint8, 0-255 = 0-1) as a COG, streamed block by block."""
-    tmp = temp_path(path)
-    profile = dict(driver="GTiff", width=area.width, height=area.height, count=len(classes), dtype="uint8",
-                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
-                   interleave="band", BIGTIFF="IF_SAFER")
-    if crs is not None:
-        profile.update(crs=crs, transform=transform)
-    try:
-        with rasterio.open(tmp, "w", **profile) as ds:
+class Sinks:
+    """Where finished blocks go as they come: the label GeoTIFF (a COG when closed), optional
+    probabilities (uint8 per class, 255 = 1.0), and the confusion matrix against ``truth``.
+
+    Used from one thread at a time (the writer thread while blocks are computed)."""
+
+    def __init__(self, out: Path, area: Rect, *, crs, transform: Affine, classes, probabilities: bool,
+                 truth: str | Path | None = None, confusion=None) -> None:
+        self.area = area
+        self.labels = LabelWriter(out / "labels.tif", area.width, area.height, crs=crs, transform=transform,
+                                  classes=classes).open()
+        self.probabilities_path = out / "probabilities.tif" if probabilities else None
+        self._probs = None
+        if probabilities:
+            self._probs_tmp = temp_path(self.probabilities_path)
+            profile = dict(driver="GTiff", width=area.width, height=area.height, count=len(classes),
+                           dtype="uint8", tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                           predictor=2, interleave="band", BIGTIFF="IF_SAFER")
+            if crs is not None:
+                profile.update(crs=crs, transform=transform)
+            self._probs = rasterio.open(self._probs_tmp, "w", **profile)
             for i, c in enumerate(classes):
-                ds.set_band_description(i + 1, c.name)
-            ds.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
-            for block in blocks:
-                rel = Rect(block.rect.col_off - area.col_off, block.rect.row_off - area.row_off,
-                           block.rect.width, block.rect.height)
-                ds.write(load(block.index), window=rio_window(rel))
-        to_cog(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+                self._probs.set_band_description(i + 1, c.name)
+            self._probs.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
+        self._truth = _open(truth) if truth is not None else None
+        self.confusion = confusion
 
+    def add(self, rect: Rect, labels: np.ndarray, probabilities: np.ndarray | None) -> None:
+        """Write one finished block (``rect`` in raster pixels)."""
+        rel = rio_window(Rect(rect.col_off - self.area.col_off, rect.row_off - self.area.row_off,
+                              rect.width, rect.height))
+        self.labels.write(rel, labels)
+        if self._probs is not None:
+            self._probs.write(probabilities, window=rel)
+        if self._truth is not None:
+            t, t_valid = read_window(self._truth, rio_window(rect))
+            self.confusion.update(np.where(t_valid, t[0], NODATA_LABEL).astype(np.uint8), labels)
 
-def write_labels_from_parts(path: Path, blocks, load: Callable[[int], np.ndarray], area: Rect, *, crs,
-                            transform: Affine, classes, truth: str | Path | None = None,
-                            confusion=None) -> Path:
-    """Assemble the label COG from saved blocks; with ``truth``, add each block to ``confusion``."""
-    with LabelWriter(path, area.width, area.height, crs=crs, transform=transform, classes=classes) as w:
-        truth_ds = _open(truth) if truth is not None else None
-        try:
-            for block in blocks:
-                labels = load(block.index)
-                rel = Rect(block.rect.col_off - area.col_off, block.rect.row_off - area.row_off,
-                           block.rect.width, block.rect.height)
-                w.write(rio_window(rel), labels)
-                if truth_ds is not None:
-                    t, t_valid = read_window(truth_ds, rio_window(block.rect))
-                    t = np.where(t_valid, t[0], NODATA_LABEL).astype(np.uint8)
-                    confusion.update(t, labels)
-        finally:
-            if truth_ds is not None:
-                truth_ds.close()
-    return path
+    def close(self, ok: bool) -> None:
+        """Finish the files (COGs under their final names) when ``ok``, else remove them."""
+        if self._truth is not None:
+            self._truth.close()
+            self._truth = None
+        if self._probs is not None:
+            self._probs.close()
+            self._probs = None
+            try:
+                if ok:
+                    to_cog(self._probs_tmp, self.probabilities_path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self._probs_tmp.unlink()
+        self.labels.close(ok=ok)

@@ -24,12 +24,13 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from . import __version__
 from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
 from ._journal import Journal, model_digest
 from ._outputs import finish_outputs, prepare_out_dir
-from ._pipeline_io import BlockReader, BlockWriter
+from ._pipeline_io import BlockReader, BlockWriter, Sinks
 from .errors import SegdeepError
 from .raster import check_bands, open_raster
 from .tiling import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
@@ -295,12 +296,33 @@ def iter_predict(
     total_tiles = sum(len(p[2]) for p in plans)
     yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block)
 
+    confusion = None
+    if truth is not None:
+        from .metrics import ConfusionMatrix
+
+        confusion = ConfusionMatrix(max(c.index for c in engine.classes) + 1,
+                                    ignore_index=int(getattr(card, "ignore_index", 255)))
+    sinks = Sinks(out, area, crs=info.crs, transform=info.transform * Affine.translation(area.col_off, area.row_off),
+                  classes=engine.classes, probabilities=probabilities, truth=truth, confusion=confusion)
+    ok = False
+    try:
+        for blk in all_blocks:  # blocks finished by an interrupted run
+            if blk.index in journal.done:
+                sinks.add(blk.rect, journal.load(blk.index, "labels"),
+                          journal.load(blk.index, "probabilities") if probabilities else None)
+    except BaseException:
+        sinks.close(ok=False)
+        raise
+
+    def save(blk, labels, probs) -> None:
+        journal.finish_block(blk.index, labels, probs)
+        sinks.add(blk.rect, labels, probs)
+
     reader = BlockReader(image, bands, [(p[0].index, p[3]) for p in plans], depth=1)
-    writer = BlockWriter(journal.finish_block, depth=2)
+    writer = BlockWriter(save, depth=2)
     store: dict[int, list] = {}
     tiles_done = 0
     waits = {"read_wait": 0.0, "write_wait": 0.0}
-    ok = False
     try:
         for n, (blk, region, own, _read) in enumerate(plans):
             t0 = time.perf_counter()
@@ -322,7 +344,7 @@ def iter_predict(
                                                 image_region, crf, probabilities)
             del acc, data, valid
             t0 = time.perf_counter()
-            writer.put(blk.index, labels, probs)
+            writer.put(blk, labels, probs)
             waits["write_wait"] += time.perf_counter() - t0
             r = blk.rect
             yield BlockDone(blk.index, len(all_blocks) - len(todo) + n + 1, len(all_blocks),
@@ -337,6 +359,7 @@ def iter_predict(
                 writer.close()
             except BaseException:  # noqa: S110 - the original exception matters more
                 pass
+            sinks.close(ok=False)
     compute_s = time.perf_counter() - t_start
     timings = {"compute": compute_s, **waits, "write_blocks": writer.seconds,
                **{k: v for k, v in asdict(engine.timings).items() if k != "extra"}}
@@ -349,10 +372,9 @@ def iter_predict(
               "window": [area.col_off, area.row_off, area.width, area.height], "bounds": list(bounds) if bounds else None,
               "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
               "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
-    yield from finish_outputs(result, journal, all_blocks, area, info, card, engine.classes, params=params,
-                              card_data=card_dict(card), truth=truth, probabilities=probabilities,
-                              vector=vector, preview=preview, bands=bands, timings=timings,
-                              t_start=t_start, version=__version__)
+    yield from finish_outputs(result, journal, sinks, area, info, engine.classes, params=params,
+                              card_data=card_dict(card), truth=truth, vector=vector, preview=preview,
+                              bands=bands, timings=timings, t_start=t_start, version=__version__)
     return result
 
 
