@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import SegdeepError
 from .registry import register_model
 
 
@@ -35,9 +36,11 @@ class UNet(nn.Module):
                  depth: int = 5):
         super().__init__()
         if not 2 <= depth <= 7:
-            raise ValueError(f"U-Net depth must be between 2 and 7 levels, got {depth}")
+            raise SegdeepError(f"unet depth {depth!r} is not supported; use 2 to 7 levels "
+                               "(5: the paper's four poolings)")
         if base_channels < 1:
-            raise ValueError(f"U-Net base_channels must be positive, got {base_channels}")
+            raise SegdeepError(f"unet base_channels {base_channels!r} must be a positive number of "
+                               "channels (64 in the paper; 16 or 32 for a light U-Net)")
         widths = [base_channels * 2**i for i in range(depth)]
         self.multiple = 2 ** (depth - 1)
         self.encoder = nn.ModuleList(
