@@ -98,3 +98,13 @@ def test_committed_sample_is_what_the_command_makes():
     rgb, lab = sample_scene_window(window, size=1536, seed=0, gsd=0.5)
     assert np.array_equal(lab, labels[700:860, 600:792])
     assert np.abs(rgb.astype(int) - image[:, 700:860, 600:792]).mean() < 4
+
+
+def test_an_interrupted_run_leaves_no_files(tmp_path):
+    def stop(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_sample_scene(tmp_path, size=128, block_size=64, progress=stop)
+    assert list(tmp_path.iterdir()) == []
