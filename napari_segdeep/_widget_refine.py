@@ -143,7 +143,8 @@ class RefineWidget(QWidget):
             return
         for i, c in enumerate(layer_classes(layer)):
             button = QPushButton(c.name)
-            text = "#000000" if sum(c.color) > 380 else "#ffffff"
+            r, g, b = c.color
+            text = "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
             button.setStyleSheet(f"background-color: {c.hex}; color: {text};")
             button.setToolTip(f"paint class {c.index} ({c.name})")
             button.clicked.connect(lambda _=False, k=c.index: self.pick_class(k))

@@ -10,7 +10,10 @@ traceback goes to the log).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -53,6 +56,37 @@ def _drive(make: Callable[[], Generator], cancel: threading.Event):
             gen.close()
 
 
+def load_triton_isolated() -> None:
+    """Load triton (when installed) with its own symbols first (``RTLD_DEEPBIND``).
+
+    torchvision imports torch._dynamo, which imports triton. Once napari has an OpenGL context on
+    Mesa (llvmpipe, also radeonsi), loading triton's bundled LLVM next to Mesa's LLVM segfaults the
+    process (measured here: ``napari.Viewer(); import triton`` crashes; with RTLD_DEEPBIND it does
+    not). Call before anything imports torchvision; a no-op when triton is absent or loaded.
+    """
+    if "triton" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    if importlib.util.find_spec("triton") is None:
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        sys.setdlopenflags(flags)
+
+
+def load_engine() -> None:
+    """Import segdeep's model code (torch, torchvision, all architectures) in the GUI thread, with
+    triton isolated (see :func:`load_triton_isolated`). Cheap after the first call."""
+    load_triton_isolated()
+    from segdeep.models.registry import list_models
+
+    list_models()
+
+
 class Job:
     """One run of a segdeep generator in a worker thread, with a napari progress bar.
 
@@ -67,6 +101,7 @@ class Job:
         from napari.qt.threading import create_worker
         from napari.utils import progress
 
+        load_engine()
         self.cancel_event = threading.Event()
         self.outcome: Outcome | None = None
         self.ended = False  # True once the end handler has run
