@@ -317,3 +317,15 @@ def test_predict_array_matches_the_raster_pipeline(image, tmp_path):
     assert np.array_equal(predict_array(make("conv"), Card(), pixels, overlap=16), labels)
     small, probs = predict_array(make("conv"), Card(), pixels[:, :40, :50], overlap=16, probabilities=True)
     assert small.shape == (40, 50) and probs.shape == (6, 40, 50)
+
+
+def test_plain_png_without_georeference_works_in_pixel_coordinates(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+    result = run(path, tmp_path / "o", preview=True)
+    with rasterio.open(result.labels) as ds:
+        assert ds.crs is None and ds.shape == (90, 120)
+        assert (ds.read(1) < 6).all()
