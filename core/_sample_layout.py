@@ -231,7 +231,9 @@ class Layout(BlockContents):
             lanes |= ~maj & (q < 0.13) & dash
             edge = (np.abs(q - (w / 2 - sw - 0.5)) < 0.12) | (maj & (np.abs(q - MEDIAN - 0.4) < 0.12))
             return lanes | edge
-        mark = (carr_u & ~in_v & marks(qu, w_u, sw_u, maj_u, v)) | (carr_v & ~in_u & marks(qv, w_v, sw_v, maj_v, u))
+        mark = np.zeros(u.shape, bool)
+        for on, args in ((carr_u & ~in_v, (qu, w_u, sw_u, maj_u, v)), (carr_v & ~in_u, (qv, w_v, sw_v, maj_v, u))):
+            mark[on] |= marks(*(arr[on] for arr in args))
         # Zebra crossings just before the junctions.
         zebra_u = carr_u & ~in_v & (qv > w_v / 2 + 1.0) & (qv < w_v / 2 + 4.0) & ((qu % 1.2) < 0.6)
         zebra_v = carr_v & ~in_u & (qu > w_u / 2 + 1.0) & (qu < w_u / 2 + 4.0) & ((qv % 1.2) < 0.6)
