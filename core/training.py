@@ -445,13 +445,14 @@ def train(images: Sequence[str | Path], labels: Sequence[str | Path], out: str |
     return drain(iter_train(sources, classes, config, val_sources=val, out=out, init=init, resume=resume), callback)
 
 
-def train_arrays(images: list[np.ndarray], labels: list[np.ndarray], *, classes: Sequence[ClassInfo] | None = None,
-                 val_images: list[np.ndarray] = (), val_labels: list[np.ndarray] = (),
-                 config: TrainConfig | None = None, init=None, out: str | Path | None = None,
-                 callback=None) -> tuple[torch.nn.Module, object, list[dict]]:
-    """Train from in-memory arrays (images bands x H x W, labels H x W uint8 with 255 = ignore).
+def iter_train_arrays(images: list[np.ndarray], labels: list[np.ndarray], *,
+                      classes: Sequence[ClassInfo] | None = None, val_images: list[np.ndarray] = (),
+                      val_labels: list[np.ndarray] = (), config: TrainConfig | None = None, init=None,
+                      out: str | Path | None = None) -> Generator[Started | Step | EpochDone, None, TrainResult]:
+    """:func:`iter_train` on in-memory arrays (images bands x H x W, labels H x W uint8, 255 = ignore):
+    yields progress events, returns a :class:`TrainResult`; closing it cancels (napari's Train widget).
 
-    ``init``: a bundle to fine-tune (napari's Train widget). Returns ``(model, card, history)``.
+    ``init``: a bundle to fine-tune; its classes are then the palette. Without ``classes``: Dubai's.
     """
     from .classes import DUBAI_CLASSES
 
@@ -460,12 +461,26 @@ def train_arrays(images: list[np.ndarray], labels: list[np.ndarray], *, classes:
 
         classes = list(read_card(init).classes)
     classes = list(classes or DUBAI_CLASSES)
-    if len(images) != len(labels):
-        raise SegdeepError(f"{len(images)} image(s) but {len(labels)} label array(s)")
+    if len(images) != len(labels) or len(val_images) != len(val_labels):
+        raise SegdeepError(f"{len(images)} image(s) but {len(labels)} label array(s), "
+                           f"{len(val_images)} validation image(s) but {len(val_labels)} label array(s)")
     k = len(classes)
-    sources = [TrainSource.from_arrays(i, lab, k, name=f"array {n}") for n, (i, lab) in enumerate(zip(images, labels, strict=True))]
-    val = [TrainSource.from_arrays(i, lab, k, name=f"val array {n}")
+    sources = [TrainSource.from_arrays(i, lab, k, name=f"array {n}")
+               for n, (i, lab) in enumerate(zip(images, labels, strict=True))]
+    val = [TrainSource.from_arrays(i, lab, k, name=f"validation array {n}")
            for n, (i, lab) in enumerate(zip(val_images, val_labels, strict=True))]
-    result = drain(iter_train(sources, classes, config or TrainConfig(), val_sources=val, out=out, init=init),
-                   callback)
+    return (yield from iter_train(sources, classes, config or TrainConfig(), val_sources=val, out=out, init=init))
+
+
+def train_arrays(images: list[np.ndarray], labels: list[np.ndarray], *, classes: Sequence[ClassInfo] | None = None,
+                 val_images: list[np.ndarray] = (), val_labels: list[np.ndarray] = (),
+                 config: TrainConfig | None = None, init=None, out: str | Path | None = None,
+                 callback=None) -> tuple[torch.nn.Module, object, list[dict]]:
+    """Train from in-memory arrays (images bands x H x W, labels H x W uint8 with 255 = ignore).
+
+    ``init``: a bundle to fine-tune. ``callback(event)`` sees the progress events. Returns
+    ``(model, card, history)``; see :func:`iter_train_arrays` for the generator form.
+    """
+    result = drain(iter_train_arrays(images, labels, classes=classes, val_images=val_images, val_labels=val_labels,
+                                     config=config, init=init, out=out), callback)
     return result.model, result.card, result.history
