@@ -31,8 +31,8 @@ class Lattice:
     """A permutohedral lattice over N points in d dimensions.
 
     ``simplex_of_point`` (N, int64) and ``simplex_vertices`` (S x d+1, int64): each point's
-    enclosing simplex and that simplex's vertex indices, in corner order; ``weights`` (N x d+1,
-    float32): barycentric weight of each corner; ``neighbours`` (d+1 x 2 x M, int64): for
+    enclosing simplex and that simplex's vertex indices, in corner order; ``weights`` (d+1 x N,
+    float32): barycentric weight of each point for each corner; ``neighbours`` (d+1 x 2 x M, int64): for
     each direction the two blur neighbours of each vertex, ``M`` meaning "no such vertex";
     ``num_vertices``: M; ``alpha``: the reference's slice constant 1 / (1 + 2^-d).
     """
@@ -46,8 +46,8 @@ class Lattice:
 
     @property
     def offsets(self) -> torch.Tensor:
-        """N x d+1 vertex index of each point's corners."""
-        return self.simplex_vertices[self.simplex_of_point]
+        """N x d+1 vertex index (int32) of each point's corners."""
+        return self.simplex_vertices.to(torch.int32)[self.simplex_of_point]
 
     @property
     def alpha(self) -> float:
@@ -196,7 +196,7 @@ def build_lattice(features: torch.Tensor, simd_padding: bool = True) -> Lattice:
                 pos, found = _find_rows(uniq, target)
             neighbours[j, side] = torch.where(found, pos, torch.full_like(pos, m))
     return Lattice(simplex_of_point=pix_simplex[:n], simplex_vertices=simplex_vertices,
-                   weights=weights[:, :n].t().contiguous(), neighbours=neighbours, num_vertices=m, d=d)
+                   weights=weights[:, :n].contiguous(), neighbours=neighbours, num_vertices=m, d=d)
 
 
 def _find_rows(table: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
