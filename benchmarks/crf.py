@@ -5,7 +5,8 @@ DeepLab's weights (the reference's usual settings): seconds and megapixels per s
 segdeep's speed-up, and the argmax agreement. segdeep "cold" builds both lattices; "warm" reuses
 the position-only lattice cached for blocks of the same size (the block pipeline's case). Each
 figure is the best of --repeats runs, the two implementations interleaved so that load from other
-processes hits both alike.
+processes hits both alike; "x" is pydensecrf's time over segdeep's (wall clock), "x CPU s" the same
+ratio in CPU seconds of the process (the fair figure with 1 thread on a loaded machine).
 
     .venv/bin/python benchmarks/crf.py [--threads 2] [--repeats 3]
 """
@@ -34,10 +35,11 @@ def reference(probs: np.ndarray, rgb: np.ndarray, iterations: int, p: segcrf.CRF
     return np.array(d.inference(iterations)).reshape(c, h, w)
 
 
-def timed(fn, *args, **kwargs) -> tuple[float, object]:
-    t = time.perf_counter()
+def timed(fn, *args, **kwargs) -> tuple[tuple[float, float], object]:
+    """((wall seconds, CPU seconds of this process), result)."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return time.perf_counter() - t, out
+    return (time.perf_counter() - t, time.process_time() - c), out
 
 
 def main(argv=None) -> int:
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     kw = {k: v for k, v in p.to_dict().items() if k != "iterations"}
     print(f"torch {torch.__version__}, {args.threads} thread(s); image {pairs[2][0].name}; CRF {kw}")
     header = ("size", "iters", "pydensecrf s", "MP/s", "segdeep cold s", "MP/s", "x", "segdeep warm s", "MP/s", "x",
-              "agreement")
+              "x CPU s cold / warm", "agreement")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for size in args.sizes:
@@ -81,10 +83,11 @@ def main(argv=None) -> int:
                 cold_t.append(t)
                 t, _ = timed(segcrf.dense_crf, pt, image, iterations, **kw)
                 warm_t.append(t)
-            r, c, w = min(ref_t), min(cold_t), min(warm_t)
+            r, c, w = (min(x[0] for x in ts) for ts in (ref_t, cold_t, warm_t))
+            rc, cc, wc = (min(x[1] for x in ts) for ts in (ref_t, cold_t, warm_t))
             agree = float((ours.argmax(0).numpy() == ref.argmax(0)).mean())
             print(f"| {size}^2 | {iterations} | {r:.3f} | {mp / r:.2f} | {c:.3f} | {mp / c:.2f} | {r / c:.2f} | "
-                  f"{w:.3f} | {mp / w:.2f} | {r / w:.2f} | {agree:.5f} |", flush=True)
+                  f"{w:.3f} | {mp / w:.2f} | {r / w:.2f} | {rc / cc:.2f} / {rc / wc:.2f} | {agree:.5f} |", flush=True)
     return 0
 
 

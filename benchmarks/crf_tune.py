@@ -5,7 +5,7 @@ smooth logit noise), not from a trained model: it stands in for a network's soft
 Prints mIoU / pixel accuracy (confusion matrix accumulated over all images) for the unary alone,
 DeepLab's published CRF weights, and a grid of settings, best first.
 
-    .venv/bin/python benchmarks/crf_tune.py [--grid small|near|full]
+    .venv/bin/python benchmarks/crf_tune.py [--grid defaults|small|near|full] [--tile N]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tile", type=int, default=6)
-    ap.add_argument("--grid", choices=["small", "near", "full"], default="small", help="settings to try (default small)")
+    ap.add_argument("--grid", choices=["defaults", "small", "near", "full"], default="small", help="settings to try (default small)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -64,7 +64,10 @@ def main(argv=None) -> int:
                                                          *evaluate(CRFParams.deeplab()))]
     print(f"{rows[0][0]}: mIoU {rows[0][1]:.4f} acc {rows[0][2]:.4f}", flush=True)
     print(f"{rows[1][0]}: mIoU {rows[1][1]:.4f} acc {rows[1][2]:.4f}", flush=True)
-    if args.grid == "small":
+    if args.grid == "defaults":  # just segdeep's defaults (e.g. on another tile, as a held-out check)
+        d = CRFParams()
+        grid = [(d.bilateral_sxy, d.bilateral_srgb, d.bilateral_compat)]
+    elif args.grid == "small":
         grid = [(10, 5, 6), (10, 13, 6), (10, 13, 10), (20, 13, 6), (20, 13, 10), (40, 13, 6), (40, 13, 10)]
     elif args.grid == "near":  # around the best of "small"
         grid = [(20, 13, 4), (20, 20, 6), (15, 13, 6), (20, 13, 6, 10)]
