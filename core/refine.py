@@ -79,6 +79,7 @@ def refine_raster(
     classes: list[ClassInfo] | str | Path | None = None,
     min_region_px: int = 0,
     fill_holes_px: int = 0,
+    majority_size: int = 1,
     block_size: int = 1024,
     halo: int | None = None,
     bands: list[int] | None = None,
@@ -87,7 +88,8 @@ def refine_raster(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Refine ``source`` (labels or probabilities) with the colours of ``image`` and write a label
-    GeoTIFF at ``out``. ``block_size`` and ``halo`` are in pixels (``halo`` defaults to
+    GeoTIFF at ``out``. Clean-up after the CRF: ``majority_size`` (odd window, 1 = off),
+    ``min_region_px``, ``fill_holes_px`` (0 = off). ``block_size`` and ``halo`` are in pixels (``halo`` defaults to
     ``params.halo``, and must also cover ``min_region_px``-sized regions for seam-free clean-up)."""
     params = params or CRFParams()
     palette = classes if isinstance(classes, list) else load_classes(classes)
@@ -119,7 +121,8 @@ def refine_raster(
                                        f"nodata ({NODATA_LABEL}); give the matching palette with --classes")
             labels = refine_array(rgb, src, params, kind=kind, num_classes=len(palette), confidence=confidence,
                                   valid=valid, device=device)
-            labels = postprocess(labels, min_region_px=min_region_px, fill_holes_px=fill_holes_px)
+            labels = postprocess(labels, min_region_px=min_region_px, fill_holes_px=fill_holes_px,
+                                 majority_size=majority_size)
             writer.write(Window(c0, r0, bw, bh), labels[r0 - rr:r0 - rr + bh, c0 - cc:c0 - cc + bw])
             if progress:
                 progress(i + 1, len(windows))

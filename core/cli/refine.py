@@ -59,6 +59,8 @@ def configure(parser) -> None:
     parser.add_argument("--min-region-px", type=int, default=0, help="merge regions smaller than this many pixels")
     parser.add_argument("--min-region-m2", type=float, default=None, help="same, in square metres (projected CRS)")
     parser.add_argument("--fill-holes-px", type=int, default=0, help="fill enclosed holes up to this many pixels")
+    parser.add_argument("--majority-size", type=int, default=1,
+                        help="majority (mode) filter window, odd pixels; 1 = off (default)")
     parser.add_argument("--classes", default=None, metavar="BUNDLE_OR_JSON",
                         help="class palette: model bundle (.safetensors) or JSON (default: the Dubai classes)")
     parser.add_argument("--bands", type=int, nargs=3, default=None, metavar=("R", "G", "B"),
@@ -92,7 +94,8 @@ def run(args) -> int:
             print(f"\rblock {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     out = refine_raster(args.image, args.source, args.out, params, confidence=args.confidence, classes=args.classes,
-                        min_region_px=min_region, fill_holes_px=args.fill_holes_px, block_size=args.block_size,
+                        min_region_px=min_region, fill_holes_px=args.fill_holes_px,
+                        majority_size=args.majority_size, block_size=args.block_size,
                         halo=args.halo, bands=args.bands, device=device, progress=progress)
     print(f"labels: {out}")
     if not args.quiet:

@@ -225,7 +225,7 @@ def test_refine_cli_labels_and_probs(tmp_path):
     source = _write(tmp_path / "labels.tif", labels[None], nodata=255)
     out = tmp_path / "refined.tif"
     code = main(["refine", str(image), str(source), "--out", str(out), "--block-size", "64", "--halo", "32",
-                 "--min-region-px", "20", "--quiet"])
+                 "--min-region-px", "20", "--majority-size", "3", "--quiet"])
     assert code == 0
     with rasterio.open(out) as ds:
         result = ds.read(1)
