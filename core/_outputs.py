@@ -9,6 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from .errors import SegdeepError
 from .raster import open_raster, temp_path
 
@@ -56,9 +58,9 @@ def _write_json(path: Path, data: dict) -> Path:
 
 
 def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_data, truth, vector, preview,
-                   bands, timings, t_start, version):
+                   timings, t_start, version):
     """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
-    from ._pipeline_io import gdal_env, region_vrt
+    from ._pipeline_io import gdal_env
     from .inference import Finishing, peak_rss_mb
 
     out = result.out_dir
@@ -77,24 +79,10 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         result.report = write_report(result.scores, out, classes=classes,
                                      inputs={"prediction": str(result.labels), "reference": str(truth),
                                              "image": str(info.path)})
-    if preview:
+    if preview is not None:
         yield Finishing("preview")
         t0 = time.perf_counter()
-        from .preview import write_preview
-
-        shown = bands[:3] if len(bands) >= 3 else bands[:1]
-        source = info.path
-        vrt = None
-        if (area.col_off, area.row_off, area.width, area.height) != (0, 0, info.width, info.height):
-            vrt = region_vrt(info.path, info.count, area, out / f".segdeep-region-{uuid.uuid4().hex[:8]}.vrt")
-            source = vrt
-        try:
-            with gdal_env():
-                result.preview = write_preview(source, result.labels, out / "preview.png", classes=classes,
-                                               bands=shown)
-        finally:
-            if vrt is not None:
-                vrt.unlink(missing_ok=True)
+        result.preview = preview.write(out / "preview.png", classes)
         timings["preview"] = time.perf_counter() - t0
     if vector is not None:
         yield Finishing("vector")
@@ -126,3 +114,54 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         "report": {k: str(v) for k, v in (result.report or {}).items()},
     }
     _write_json(result.run_json, run)
+
+
+class PreviewSampler:
+    """Keeps every ``step``-th pixel (rows and columns, counted from the output area's corner) of
+    the image and the labels as blocks pass, so the preview needs no second read of the raster."""
+
+    def __init__(self, area, dtype, bands: int, max_size: int = 1600) -> None:
+        self.area = area
+        self.step = max(1, -(-max(area.width, area.height) // max_size))
+        h, w = -(-area.height // self.step), -(-area.width // self.step)
+        self.bands = 3 if bands >= 3 else 1
+        self.image = np.zeros((self.bands, h, w), dtype=dtype)
+        self.labels = np.full((h, w), 255, dtype=np.uint8)
+
+    def _picks(self, start: int, end: int, origin: int):
+        first = origin + -(-(start - origin) // self.step) * self.step
+        return np.arange(first, end, self.step)
+
+    def add(self, rect, labels: np.ndarray, data: np.ndarray, data_rect) -> None:
+        """``labels`` cover ``rect``; ``data`` (model bands x h x w) covers ``data_rect``."""
+        rows = self._picks(rect.row_off, rect.row_end, self.area.row_off)
+        cols = self._picks(rect.col_off, rect.col_end, self.area.col_off)
+        if not rows.size or not cols.size:
+            return
+        dst = np.ix_((rows - self.area.row_off) // self.step, (cols - self.area.col_off) // self.step)
+        self.labels[dst] = labels[np.ix_(rows - rect.row_off, cols - rect.col_off)]
+        src = np.ix_(rows - data_rect.row_off, cols - data_rect.col_off)
+        for b in range(self.bands):
+            self.image[b][dst] = data[b][src]
+
+    def write(self, out_png: Path, classes) -> Path:
+        """Write the preview PNG (image, label overlay, legend) through :func:`segdeep.preview.write_preview`."""
+        import rasterio
+
+        from .preview import write_preview
+
+        tag = uuid.uuid4().hex[:8]
+        img_path, lab_path = out_png.with_name(f".preview-image-{tag}.tif"), out_png.with_name(f".preview-labels-{tag}.tif")
+        try:
+            _, h, w = self.image.shape
+            with rasterio.open(img_path, "w", driver="GTiff", width=w, height=h, count=self.bands,
+                               dtype=self.image.dtype) as ds:
+                ds.write(self.image)
+            with rasterio.open(lab_path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
+                               nodata=255) as ds:
+                ds.write(self.labels[None])
+            return write_preview(img_path, lab_path, out_png, classes=classes,
+                                 bands=[1, 2, 3] if self.bands == 3 else [1])
+        finally:
+            for p in (img_path, lab_path):
+                p.unlink(missing_ok=True)

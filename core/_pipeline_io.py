@@ -30,7 +30,7 @@ _STOP = object()
 
 #: GDAL block cache (MB) while segdeep reads and writes: GDAL's default (5% of RAM) would let a
 #: decimated read of a huge raster hold that much memory.
-GDAL_CACHE_MB = 128
+GDAL_CACHE_MB = 64
 
 
 def gdal_env() -> rasterio.Env:

@@ -29,7 +29,7 @@ from affine import Affine
 from . import __version__
 from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
 from ._journal import Journal, model_digest
-from ._outputs import finish_outputs, prepare_out_dir
+from ._outputs import PreviewSampler, finish_outputs, prepare_out_dir
 from ._pipeline_io import BlockReader, BlockWriter, Sinks
 from .errors import SegdeepError
 from .raster import check_bands, open_raster
@@ -305,25 +305,33 @@ def iter_predict(
     sinks = Sinks(out, area, crs=info.crs, transform=info.transform * Affine.translation(area.col_off, area.row_off),
                   classes=engine.classes, probabilities=probabilities, truth=truth, confusion=confusion)
     ok = False
+    done_blocks = []
     try:
         for blk in all_blocks:  # blocks finished by an interrupted run
             if blk.index in journal.done:
-                sinks.add(blk.rect, journal.load(blk.index, "labels"),
-                          journal.load(blk.index, "probabilities") if probabilities else None)
+                labels = journal.load(blk.index, "labels")
+                sinks.add(blk.rect, labels, journal.load(blk.index, "probabilities") if probabilities else None)
+                done_blocks.append(blk)
     except BaseException:
         sinks.close(ok=False)
         raise
+
+    sampler = PreviewSampler(area, np.dtype(info.dtype), len(bands)) if preview else None
 
     def save(blk, labels, probs) -> None:
         journal.finish_block(blk.index, labels, probs)
         sinks.add(blk.rect, labels, probs)
 
-    reader = BlockReader(image, bands, [(p[0].index, p[3]) for p in plans], depth=1)
+    reader = BlockReader(image, bands, [(b.index, b.rect) for b in done_blocks if sampler is not None]
+                         + [(p[0].index, p[3]) for p in plans], depth=1)
     writer = BlockWriter(save, depth=2)
     store: dict[int, list] = {}
     tiles_done = 0
     waits = {"read_wait": 0.0, "write_wait": 0.0}
     try:
+        for blk in done_blocks if sampler is not None else ():  # resumed: pixels for the preview
+            _, rect, data, _valid = reader.get()
+            sampler.add(blk.rect, journal.load(blk.index, "labels"), data, rect)
         for n, (blk, region, own, _read) in enumerate(plans):
             t0 = time.perf_counter()
             _, read_rect, data, valid = reader.get()
@@ -342,6 +350,8 @@ def iter_predict(
             image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
             labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
                                                 image_region, crf, probabilities)
+            if sampler is not None:
+                sampler.add(blk.rect, labels, data, read_rect)
             del acc, data, valid
             t0 = time.perf_counter()
             writer.put(blk, labels, probs)
@@ -373,8 +383,8 @@ def iter_predict(
               "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
               "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
     yield from finish_outputs(result, journal, sinks, area, info, engine.classes, params=params,
-                              card_data=card_dict(card), truth=truth, vector=vector, preview=preview,
-                              bands=bands, timings=timings, t_start=t_start, version=__version__)
+                              card_data=card_dict(card), truth=truth, vector=vector, preview=sampler,
+                              timings=timings, t_start=t_start, version=__version__)
     return result
 
 
