@@ -30,7 +30,7 @@ def build_vrt(path: Path, parts: list[tuple[Path, Rect]], width: int, height: in
         sources = "".join(
             f'<SimpleSource><SourceFilename relativeToVRT="0">{p.resolve()}</SourceFilename>'
             f'<SourceBand>{b}</SourceBand><SourceProperties RasterXSize="{r.width}" RasterYSize="{r.height}" '
-            f'DataType="Byte" BlockXSize="256" BlockYSize="256"/>'
+            f'DataType="Byte"/>'
             f'<SrcRect xOff="0" yOff="0" xSize="{r.width}" ySize="{r.height}"/>'
             f'<DstRect xOff="{r.col_off}" yOff="{r.row_off}" xSize="{r.width}" ySize="{r.height}"/></SimpleSource>'
             for p, r in parts)

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _dask_tasks as tasks
 from ._dask_outputs import finish_outputs
+from ._journal import _write_json_atomic
 from .errors import SegdeepError
 from .inference import (
     BlockDone,
@@ -206,7 +207,7 @@ def iter_predict_distributed(
     else:
         shutil.rmtree(parts_dir, ignore_errors=True)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"fingerprint": fingerprint}, default=str))
+    _write_json_atomic(state, {"fingerprint": json.loads(json.dumps(fingerprint, default=str))})
 
     plans, later = _plan(grid, blocks, all_blocks, halo, raster)
     owner = {tile: blk.index for blk, _, own, _ in plans for tile in own}

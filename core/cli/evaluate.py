@@ -25,6 +25,8 @@ def configure(parser) -> None:
                         help="reference label that is not scored (default 255)")
     parser.add_argument("--attribute", help="class column of a vector reference (default: class_index or class_name)")
     parser.add_argument("--block-size", type=int, default=2048, metavar="PX", help="pixels per block side (memory)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786|local:N",
+                        help="score the blocks on a Dask cluster (extra napari-segdeep[dask]); same scores")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -39,9 +41,16 @@ def run(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = evaluate_rasters(args.prediction, args.truth, classes=classes,
-                                  ignore_index=args.ignore_index, block_size=args.block_size,
-                                  attribute=args.attribute, progress=progress)
+        score = evaluate_rasters
+        if args.scheduler:
+            from functools import partial
+
+            from ..distributed import evaluate_distributed
+
+            score = partial(evaluate_distributed, scheduler=args.scheduler)
+        result = score(args.prediction, args.truth, classes=classes,
+                       ignore_index=args.ignore_index, block_size=args.block_size,
+                       attribute=args.attribute, progress=progress)
     paths = write_report(result, Path(args.out), classes=classes, notes=result.get("notes", ()),
                          inputs=result["inputs"])
     print(f"pixel accuracy {result['pixel_accuracy']:.4f}   mean accuracy {result['mean_accuracy']:.4f}   "

@@ -84,6 +84,9 @@ def configure(parser) -> None:
     region.add_argument("--window", default=None, metavar="COL,ROW,WIDTH,HEIGHT", help="segment a pixel window only")
     region.add_argument("--bounds", default=None, metavar="LEFT,BOTTOM,RIGHT,TOP",
                         help="segment only this box, in the raster's CRS units")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786|local:N",
+                        help="map the blocks over a Dask cluster (extra napari-segdeep[dask]); local:N starts "
+                             "N single-threaded worker processes here (default: in this process)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -127,7 +130,15 @@ def run(args) -> int:
         window=_ints(args.window, 4, "--window") if args.window else None,
         bounds=_floats(args.bounds, 4, "--bounds") if args.bounds else None,
     )
-    gen = iter_predict(args.image, _model_path(args.model), args.out, **kwargs)
+    ready_event: type | tuple = ()
+    if args.scheduler:
+        from ..distributed import ClusterReady, iter_predict_distributed
+
+        ready_event = ClusterReady
+        gen = iter_predict_distributed(args.image, _model_path(args.model), args.out, scheduler=args.scheduler,
+                                       **kwargs)
+    else:
+        gen = iter_predict(args.image, _model_path(args.model), args.out, **kwargs)
     bar = None
     try:
         while True:
@@ -136,7 +147,10 @@ def run(args) -> int:
             except StopIteration as stop:
                 result = stop.value
                 break
-            if isinstance(event, Started):
+            if isinstance(event, ready_event):
+                print(f"segdeep predict: cluster {event.scheduler}, {event.workers} worker(s), dashboard "
+                      f"{event.dashboard or 'not available'}", file=sys.stderr)
+            elif isinstance(event, Started):
                 resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
                 print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}), "
                       f"{event.total_blocks} block(s) of {event.block_size} px, {event.total_tiles} tiles{resumed}",

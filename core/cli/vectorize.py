@@ -38,6 +38,8 @@ def configure(parser) -> None:
                         help="block side in pixels (memory, not the result, depends on it; default 2048)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="processes polygonizing blocks in parallel (default 1; same result)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786|local:N",
+                        help="polygonize the blocks on a Dask cluster (extra napari-segdeep[dask]); same polygons")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the summary line")
 
 
@@ -51,7 +53,14 @@ def run(args) -> int:
         def progress(done: int, total: int) -> None:
             print(f"\rblocks {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    summary = vectorize_raster(
+    polygonize = vectorize_raster
+    if args.scheduler:
+        from functools import partial
+
+        from ..distributed import vectorize_distributed
+
+        polygonize = partial(vectorize_distributed, scheduler=args.scheduler)
+    summary = polygonize(
         args.labels, args.out, format=args.format, layer_per_class=args.layer_per_class,
         simplify=args.simplify, min_area=args.min_area, classes=classes, exclude=args.exclude,
         block_size=args.block_size, workers=args.workers, progress=progress,

@@ -66,6 +66,13 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def ref(data, tmp_path_factory):
+    """The in-process run the distributed runs must reproduce."""
+    out = tmp_path_factory.mktemp("ref")
+    return predict_raster(data / "image.tif", data / "model.safetensors", out, vector="p.gpkg", **SETTINGS)
+
+
+@pytest.fixture(scope="module")
 def client():
     with connect("local:2") as c:
         yield c
@@ -83,8 +90,7 @@ def _unions(path):
     return {int(k): shapely.union_all(df.geometry[df["class_index"] == k].values) for k in sorted(set(df["class_index"]))}
 
 
-def test_labels_and_polygons_identical_to_in_process(data, client, tmp_path):
-    ref = predict_raster(data / "image.tif", data / "model.safetensors", tmp_path / "ref", vector="p.gpkg", **SETTINGS)
+def test_labels_and_polygons_identical_to_in_process(data, ref, client, tmp_path):
     events = []
     got = predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist", scheduler=client,
                               vector="p.gpkg", callback=events.append, **SETTINGS)
@@ -107,8 +113,8 @@ def test_labels_and_polygons_identical_to_in_process(data, client, tmp_path):
 
 
 def test_crf_probabilities_truth_window_identical(data, client, tmp_path):
-    kwargs = dict(SETTINGS, crf=CRFParams(iterations=2), probabilities=True, truth=data / "truth.tif",
-                  window=(10, 20, 200, 150))
+    kwargs = dict(SETTINGS, crf=CRFParams(iterations=2, bilateral_sxy=8.0), probabilities=True, truth=data / "truth.tif",
+                  window=(10, 20, 150, 120))
     ref = predict_raster(data / "image.tif", data / "model.safetensors", tmp_path / "ref", **kwargs)
     got = predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist", scheduler=client,
                               **kwargs)
@@ -142,8 +148,7 @@ def test_evaluate_with_scheduler_same_scores(data, client):
     assert a["confusion_matrix"] != [[0] * 6] * 6
 
 
-def test_resume_does_not_resubmit_finished_blocks(data, client, tmp_path):
-    ref = predict_raster(data / "image.tif", data / "model.safetensors", tmp_path / "ref", **SETTINGS)
+def test_resume_does_not_resubmit_finished_blocks(data, ref, client, tmp_path):
     gen = iter_predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist",
                                    scheduler=client, max_in_flight=2, **SETTINGS)
     for event in gen:
@@ -162,30 +167,52 @@ def test_resume_does_not_resubmit_finished_blocks(data, client, tmp_path):
     assert np.array_equal(_read(ref.labels)[0], _read(got.labels)[0])
 
 
-def test_worker_killed_mid_run_output_complete(data, client, tmp_path):
-    ref = predict_raster(data / "image.tif", data / "model.safetensors", tmp_path / "ref", **SETTINGS)
-    pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
-    killed = False
-    gen = iter_predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist",
-                                   scheduler=client, max_in_flight=2, **SETTINGS)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            got = stop.value
-            break
-        if isinstance(event, BlockDone) and not killed:
-            os.kill(victim, signal.SIGKILL)  # the nanny restarts it; its tasks and results are redone
-            killed = True
-    assert killed and got.blocks_computed == 12
-    assert victim not in client.run(os.getpid).values()
-    assert np.array_equal(_read(ref.labels)[0], _read(got.labels)[0])
-
-
 def test_scheduler_errors(data, tmp_path):
     for bad in ("local:0", "local:x", "nonsense"):
         with pytest.raises(SegdeepError, match="scheduler"), connect(bad):
             pass
     with pytest.raises(SegdeepError, match="path every worker can read"):
         predict_distributed(data / "image.tif", (None, None), tmp_path, scheduler="local:1")
+
+
+def test_cli_scheduler_address(data, ref, client, tmp_path, capsys):
+    from segdeep.cli import main
+
+    address = client.scheduler.address  # tcp://127.0.0.1:PORT: the path users take with a real cluster
+    out = tmp_path / "cli"
+    assert main(["predict", str(data / "image.tif"), "--model", str(data / "model.safetensors"), "--out", str(out),
+                 "--block-size", "64", "--overlap", "8", "--quiet", "--scheduler", address]) == 0
+    assert f"cluster {address}, 2 worker(s), dashboard http" in capsys.readouterr().err
+    assert np.array_equal(_read(ref.labels)[0], _read(out / "labels.tif")[0])
+    assert main(["evaluate", str(out / "labels.tif"), str(data / "truth.tif"), "--out", str(tmp_path / "ev"),
+                 "--quiet", "--scheduler", address]) == 0
+    assert main(["vectorize", str(out / "labels.tif"), "--out", str(tmp_path / "p.gpkg"), "--quiet",
+                 "--block-size", "48", "--scheduler", address]) == 0
+    ua, ub = _unions(ref.vector), _unions(tmp_path / "p.gpkg")
+    assert ua.keys() == ub.keys() and all(shapely.equals(ua[k], ub[k]) for k in ua)
+    assert main(["predict", str(data / "image.tif"), "--model", str(data / "model.safetensors"), "--out",
+                 str(tmp_path / "x"), "--scheduler", "local:0"]) == 2
+    assert "local:N with N >= 1" in capsys.readouterr().err
+
+
+# Last: it kills a worker of the shared cluster.
+def test_worker_killed_mid_run_output_complete(data, ref, client, tmp_path):
+    address, victim = sorted(client.run(os.getpid).items())[0]
+    killed = False
+    gen = iter_predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist",
+                                   scheduler=client, max_in_flight=2, **SETTINGS)
+    with distributed.get_task_stream(client) as stream:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                got = stop.value
+                break
+            if isinstance(event, BlockDone) and not killed:
+                os.kill(victim, signal.SIGKILL)  # the nanny restarts it; its tasks and results are redone
+                killed = True
+    assert killed and got.blocks_computed == 12
+    assert any(t["worker"] == address for t in stream.data)  # it had run tasks (results held in its memory)
+    client.wait_for_workers(2, timeout=120)  # the nanny restarted it
+    assert victim not in client.run(os.getpid).values()
+    assert np.array_equal(_read(ref.labels)[0], _read(got.labels)[0])

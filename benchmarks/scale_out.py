@@ -1,0 +1,125 @@
+"""Scale-out benchmark (issue 10): in-process (1 thread) vs a LocalCluster of 2 x 1-thread workers.
+
+  python benchmarks/scale_out.py                 # 6144 x 6144 px, U-Net (base 8, depth 3), tile 256
+  python benchmarks/scale_out.py --size 3072     # quicker
+
+Both runs segment the same generated raster with the same bundle and settings (tile 256, overlap 32,
+block 1024 -> 1120 px) in this machine's spare CPU. Printed: wall and CPU seconds of each run, the
+speed-up, and the distributed run's per-block costs from Dask's task stream (scheduling gap,
+transfers between workers, deserialisation) and from the tasks' own timings (model load per worker,
+read, model, finish, part write), plus the client's final assembly (VRT -> COG). Labels are checked
+to be identical. The load average is printed: on a shared machine, read the speed-up with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from predict import make_raster  # noqa: E402 - the predict benchmark's generated raster
+
+TILE, OVERLAP, BLOCK = 256, 32, 1024
+
+
+def bundle(path: Path) -> Path:
+    import torch
+    from segdeep.classes import DUBAI_CLASSES
+    from segdeep.models.bundle import ModelCard, save_bundle
+    from segdeep.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", num_classes=6, base_channels=8, depth=3).eval()
+    card = ModelCard(architecture="unet", classes=list(DUBAI_CLASSES), name="bench",
+                     kwargs={"base_channels": 8, "depth": 3}, tile_size=TILE)
+    return save_bundle(model, card, path)
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=6144, help="raster side in pixels")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-in-process", action="store_true")
+    args = parser.parse_args()
+
+    import distributed
+    import rasterio
+    import torch
+    from segdeep import _dask_tasks
+    from segdeep.distributed import connect, predict_distributed
+    from segdeep.inference import predict_raster
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="segdeep-scale-out-"))
+    image = make_raster(work / "image.tif", args.size)
+    model = bundle(work / "model.safetensors")
+    settings = dict(tile_size=TILE, overlap=OVERLAP, block_size=BLOCK, preview=False)
+    print(f"raster {args.size} x {args.size} px ({args.size ** 2 / 1e6:.1f} MP), U-Net base 8 depth 3, "
+          f"tile {TILE}, overlap {OVERLAP}, block {BLOCK}; load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+
+    if not args.skip_in_process:
+        t0, c0 = time.perf_counter(), cpu_s()
+        ref = predict_raster(image, model, work / "in-process", **settings)
+        wall_in, cpu_in = time.perf_counter() - t0, cpu_s() - c0
+        print(f"in-process, 1 thread: {wall_in:.1f} s wall, {cpu_in:.1f} s CPU, {ref.blocks_computed} blocks, "
+              f"{ref.tiles_computed} tiles; load average {os.getloadavg()}")
+
+    t0 = time.perf_counter()
+    with connect(f"local:{args.workers}") as client:
+        start_s = time.perf_counter() - t0
+        client.run(lambda: __import__("segdeep.models.bundle"))  # imports, so they are not counted below
+        print(f"LocalCluster {args.workers} x 1 thread: started in {start_s:.1f} s (+ imports in workers)")
+        before = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
+        with distributed.get_task_stream(client) as stream:
+            t0, c0 = time.perf_counter(), cpu_s()
+            got = predict_distributed(image, model, work / "dask", scheduler=client, **settings)
+            wall_d, cpu_client = time.perf_counter() - t0, cpu_s() - c0
+        after = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
+        loads = client.run(_dask_tasks.model_loads)
+    cpu_workers = sum(after[w] - before[w] for w in after)
+    n = got.blocks_computed
+    t = got.timings
+    print(f"distributed: {wall_d:.1f} s wall, CPU {cpu_workers:.1f} s in workers + {cpu_client:.1f} s client, "
+          f"{n} blocks, {got.tiles_computed} tiles; load average {os.getloadavg()}")
+    if not args.skip_in_process:
+        with rasterio.open(ref.labels) as a, rasterio.open(got.labels) as b:
+            same = np.array_equal(a.read(), b.read())
+        print(f"labels identical: {same}")
+        print(f"speed-up (wall): {wall_in / wall_d:.2f}x   CPU overhead: {(cpu_workers + cpu_client) / cpu_in:.2f}x")
+
+    # Per-block costs. Task stream: start/stop of each task's actions on the workers.
+    busy = {"compute": 0.0, "transfer": 0.0, "deserialize": 0.0, "disk-read": 0.0, "disk-write": 0.0}
+    kinds: dict[str, list[float]] = {}
+    for task in stream.data:
+        for ss in task["startstops"]:
+            busy[ss["action"]] = busy.get(ss["action"], 0.0) + ss["stop"] - ss["start"]
+            if ss["action"] == "compute":
+                kind = str(task["key"]).split("-")[1]
+                kinds.setdefault(kind, []).append(ss["stop"] - ss["start"])
+    idle = args.workers * wall_d - sum(busy.values())
+    print("per block (ms): " + ", ".join(f"{k} task {1000 * sum(v) / n:.0f}" for k, v in sorted(kinds.items())))
+    print(f"  inside the tasks: read {1000 * t.get('worker_read', 0) / n:.0f}, model+blend "
+          f"{1000 * t.get('worker_compute', 0) / n:.0f}, finish {1000 * t.get('worker_finish', 0) / n:.0f}, "
+          f"part write {1000 * t.get('worker_write', 0) / n:.0f}")
+    print(f"  transfers between workers {1000 * busy['transfer'] / n:.1f}, deserialisation "
+          f"{1000 * busy['deserialize'] / n:.1f}, worker idle (scheduling, waiting for dependencies, "
+          f"client) {1000 * idle / n:.0f}")
+    print("model load per worker (s): " + ", ".join(f"{v['seconds']:.2f} ({v['loads']} load)" for v in loads.values()))
+    print(f"client: final labels COG from the VRT of {n} parts {t.get('labels_file', 0):.2f} s "
+          f"({1000 * t.get('labels_file', 0) / n:.0f} ms per block); total {t.get('total', 0):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
