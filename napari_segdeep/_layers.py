@@ -165,10 +165,15 @@ def write_layer_geotiff(layer, path: str | Path, window: tuple[int, int, int, in
 
 def visible_window(viewer, layer) -> tuple[int, int, int, int]:
     """The part of an Image layer shown on the canvas: (col, row, width, height) in its pixels."""
+    import warnings
+
     h, w = image_size(layer)
-    canvas_h, canvas_w = (getattr(viewer, "_canvas_size", None) or (800, 800))[-2:]
-    zoom = float(viewer.camera.zoom) or 1.0
-    cy, cx = tuple(viewer.camera.center)[-2:]
+    with warnings.catch_warnings():  # napari has no public canvas size yet (0.9: FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        canvas_h, canvas_w = (getattr(viewer, "_canvas_size", None) or (800, 800))[-2:]
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
+    zoom = float(camera.zoom) or 1.0
+    cy, cx = tuple(camera.center)[-2:]
     sy, sx = (float(v) for v in tuple(layer.scale)[-2:])
     ty, tx = (float(v) for v in tuple(layer.translate)[-2:])
     top, bottom = (cy - canvas_h / 2 / zoom - ty) / sy, (cy + canvas_h / 2 / zoom - ty) / sy

@@ -46,6 +46,7 @@ class RasterLevel:
         self.height, self.width = h, w
         self.shape = (h, w, count) if rgb else ((h, w) if count == 1 else (count, h, w))
         self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
         self._lock = threading.Lock()
         self._ds = None
 

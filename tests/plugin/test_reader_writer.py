@@ -38,7 +38,7 @@ def test_reader_declines_other_files(tmp_path):
     assert napari_get_reader(str(tmp_path / "missing.tif")) is None
 
 
-def test_large_raster_opens_lazily_as_multiscale(make_geotiff, monkeypatch):
+def test_large_raster_opens_lazily_as_multiscale(make_geotiff, monkeypatch, make_napari_viewer):
     """Above the threshold the reader returns lazy levels; reading a window reads just that window."""
     import napari_segdeep._reader as reader
 
@@ -55,6 +55,10 @@ def test_large_raster_opens_lazily_as_multiscale(make_geotiff, monkeypatch):
     assert levels[2][:, :, :].shape == (3, 75, 125)
     lo, hi = kwargs["contrast_limits"]
     assert 0 < lo < hi <= 999
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(path), plugin="napari-segdeep")[0]
+    assert layer.multiscale and layer.data[0].shape == (3, 300, 500) and len(layer.data) == 3
+    assert np.array_equal(np.asarray(layer.data[0][:, 100:110, 200:220]), data[:, 100:110, 200:220])
 
 
 def test_writers_keep_georeference_and_classes(scene, make_napari_viewer, tmp_path):

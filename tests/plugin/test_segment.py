@@ -54,8 +54,9 @@ def test_segment_visible_region_and_in_memory_layer(segment, arrays, wait_job):
     viewer, w = segment
     image, _ = arrays(size=256)
     viewer.add_image(np.moveaxis(image, 0, -1), name="memory", rgb=True)
-    viewer.camera.center = (0, 64, 64)
-    viewer.camera.zoom = 1.0
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (0, 64, 64)
+    camera.zoom = 1.0
     viewer._canvas_size = (100, 120)
     w.image.set_layer("memory")
     w.visible_only.setChecked(True)
