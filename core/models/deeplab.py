@@ -16,8 +16,9 @@
 * ``deeplab_v3plus`` (Chen et al., ECCV 2018): the v3 encoder at output stride 16 (or 8) and a
   decoder: the ASPP output is upsampled 4x and concatenated with stride-4 backbone features reduced
   to 48 channels by a 1x1 conv, then two 3x3 convs (256 channels) and the class scores, upsampled 4x.
-  Backbones: ResNet, MobileNetV3-Large, or Xception from timm. Not reproduced: depthwise-separable
-  convolutions in ASPP and decoder (the paper's Xception variant); ordinary convolutions are used.
+  Backbones: ResNet, MobileNetV3-Large, or Xception from timm. With Xception the atrous ASPP branches
+  and the decoder's 3x3 convolutions are depthwise separable (depthwise conv, BN, ReLU, pointwise
+  conv, BN, ReLU), as in the paper's Xception model; ``separable=`` overrides this choice.
 
 Every model's ``forward(x)`` returns N x classes x H x W logits for any H, W.
 ``forward_with_aux(x)`` also returns the auxiliary head's logits (``None`` without ``aux_loss``).
@@ -142,13 +143,31 @@ def deeplab_v3(num_classes: int = 21, in_channels: int = 3, *, backbone: str = "
 
 # --------------------------------------------------------------------------------------- v3+
 
+def separable_conv(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
+    """3x3 depthwise (atrous) conv + BN + ReLU, then 1x1 pointwise conv + BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, 3, padding=dilation, dilation=dilation, groups=in_channels,
+                  bias=False),
+        nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+def _conv3x3(in_channels: int, out_channels: int, separable: bool) -> nn.Sequential:
+    if separable:
+        return separable_conv(in_channels, out_channels)
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
 class DeepLabV3Plus(nn.Module):
     """Encoder (backbone + ASPP) and the v3+ decoder fusing stride-4 features."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, backbone: str = "resnet50",
                  output_stride: int = 16, multi_grid: Sequence[int] | None = None,
                  atrous_rates: Sequence[int] | None = None, low_level_channels: int = 48,
-                 decoder_channels: int = 256, pretrained=None, allow_download: bool = False):
+                 decoder_channels: int = 256, separable: bool | None = None,
+                 pretrained=None, allow_download: bool = False):
         super().__init__()
         _check_backbone(backbone, BACKBONES, "deeplab_v3plus")
         if output_stride not in (8, 16):
@@ -157,15 +176,17 @@ class DeepLabV3Plus(nn.Module):
         self.backbone, low_ch, high_ch = encoder_features(
             backbone, in_channels=in_channels, output_stride=output_stride, multi_grid=multi_grid,
             pretrained=pretrained, allow_download=allow_download)
+        separable = backbone.startswith("xception") if separable is None else bool(separable)
         self.aspp = ASPP(high_ch, rates, decoder_channels)
+        if separable:  # branches 1..3 are the atrous 3x3 ones (0: 1x1, last: image pooling)
+            for i, rate in enumerate(rates, start=1):
+                self.aspp.convs[i] = separable_conv(high_ch, decoder_channels, rate)
         self.project = nn.Sequential(
             nn.Conv2d(low_ch, low_level_channels, 1, bias=False),
             nn.BatchNorm2d(low_level_channels), nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(
-            nn.Conv2d(decoder_channels + low_level_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True))
+            _conv3x3(decoder_channels + low_level_channels, decoder_channels, separable),
+            _conv3x3(decoder_channels, decoder_channels, separable))
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
