@@ -7,6 +7,7 @@ Markdown table.
 
     .venv/bin/python benchmarks/train_compare.py --minutes 10 --folder /tmp/cmp            # run + table
     .venv/bin/python benchmarks/train_compare.py --folder /tmp/cmp --table-only            # table only
+    .venv/bin/python benchmarks/train_compare.py --folder /tmp/cmp --speed                 # MP/s, one run
 
 ``--parallel`` trains all candidates at once (same machine load for every one; one thread each).
 """
@@ -30,7 +31,7 @@ CLASSES = ("building", "land", "road", "vegetation", "water", "unlabeled")
 
 
 def table(folder: Path, names) -> str:
-    head = ("| model | parameters | train min | epochs | val mIoU (tile 6) | "
+    head = ("| model | parameters | train min | steps x batch | val mIoU (tile 6) | "
             + " | ".join(CLASSES) + " | sample scene mIoU | CPU MP/s (2 threads) | load avg |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name in names:
@@ -42,9 +43,36 @@ def table(folder: Path, names) -> str:
         ious = " | ".join(f"{r['val_class_iou'].get(c) or 0:.2f}" for c in CLASSES)
         scene = f"{r['sample_scene_mean_iou']:.3f}" if r.get("sample_scene_mean_iou") is not None else "-"
         lines.append(f"| {name}: {r['arch']} {r['kwargs']} | {r['parameters'] / 1e6:.2f} M | {r['train_minutes']} | "
-                     f"{r['epochs']} | {r['val_mean_iou']:.3f} | {ious} | {scene} | {r['cpu_mps_2threads']} | "
+                     f"{r.get('steps', '?')} x {r.get('batch_size', '?')} | {r['val_mean_iou']:.3f} | {ious} | {scene} | {r['cpu_mps_2threads']} | "
                      f"{r['load_average']:.1f} |")
     return "\n".join(lines)
+
+
+def speed(folder: Path, names, threads: int = 2, tile: int = 512, rounds: int = 3) -> None:
+    """Forward-pass MP/s of every trained candidate, measured interleaved in one run (fair ratios)."""
+    import time
+
+    import torch
+    from segdeep.models.bundle import load_bundle
+
+    torch.set_num_threads(threads)
+    models = {n: load_bundle(folder / f"{n}.safetensors")[0] for n in names if (folder / f"{n}.safetensors").exists()}
+    x = torch.randn(1, 3, tile, tile)
+    best = dict.fromkeys(models, float("inf"))
+    with torch.inference_mode():
+        for m in models.values():
+            m(x)
+        for _ in range(rounds):
+            for n, m in models.items():
+                t = time.perf_counter()
+                m(x)
+                best[n] = min(best[n], time.perf_counter() - t)
+    import os
+
+    print(f"forward pass, {tile} x {tile} px tile, {threads} threads, best of {rounds}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for n, t in best.items():
+        print(f"  {n}: {tile * tile / 1e6 / t:.2f} MP/s")
 
 
 def main() -> int:
@@ -54,9 +82,13 @@ def main() -> int:
     p.add_argument("--only", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     p.add_argument("--parallel", action="store_true")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--speed", action="store_true", help="only measure inference MP/s of the trained candidates")
     args = p.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        speed(folder, args.only)
+        return 0
     if not args.table_only:
         procs = []
         for name in args.only:

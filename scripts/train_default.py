@@ -154,6 +154,7 @@ def main(argv=None) -> int:
     figures = {
         "arch": args.arch, "kwargs": config.model_kwargs, "parameters": sum(p.numel() for p in model.parameters()),
         "train_minutes": round(train_minutes, 1), "epochs": len(result.history),
+        "steps": sum(h["steps"] for h in result.history), "batch_size": args.batch_size,
         "val_mean_iou": val["mean_iou"], "val_pixel_accuracy": val["pixel_accuracy"],
         "val_class_iou": {c["name"]: c["iou"] for c in val["classes"]},
         "sample_scene_mean_iou": scene_scores["mean_iou"] if scene_scores else None,
