@@ -211,6 +211,11 @@ def _gaussian_kernel(height: int, width: int, sxy: float, device) -> _Kernel:
     return kern
 
 
+def clear_lattice_cache() -> None:
+    """Free the cached position-only lattices (up to two block sizes; about 50 bytes per pixel)."""
+    _GAUSSIAN_CACHE.clear()
+
+
 def _bilateral_kernel(image: torch.Tensor, sxy: float, srgb: float) -> _Kernel:
     c, h, w = image.shape
     pos = _positions(h, w, sxy, image.device)
