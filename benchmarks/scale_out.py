@@ -79,8 +79,15 @@ def main() -> None:
     t0 = time.perf_counter()
     with connect(f"local:{args.workers}") as client:
         start_s = time.perf_counter() - t0
-        client.run(lambda: __import__("segdeep.models.bundle"))  # imports, so they are not counted below
-        print(f"LocalCluster {args.workers} x 1 thread: started in {start_s:.1f} s (+ imports in workers)")
+        print(f"LocalCluster {args.workers} x 1 thread: started in {start_s:.1f} s")
+        # Warm-up: each worker loads the model once (what the first block of a run pays), timed here.
+        t0 = time.perf_counter()
+        client.run(_dask_tasks.load_model, str(model), "cpu")
+        warm_s = time.perf_counter() - t0
+        # Scheduling round trip of a task that does nothing (submit -> run on a worker -> result).
+        t0 = time.perf_counter()
+        client.gather(client.map(abs, range(-200, 0), pure=False))
+        noop_ms = 1000 * (time.perf_counter() - t0) / 200
         before = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
         with distributed.get_task_stream(client) as stream:
             t0, c0 = time.perf_counter(), cpu_s()
@@ -109,14 +116,22 @@ def main() -> None:
                 kind = str(task["key"]).split("-")[1]
                 kinds.setdefault(kind, []).append(ss["stop"] - ss["start"])
     idle = args.workers * wall_d - sum(busy.values())
-    print("per block (ms): " + ", ".join(f"{k} task {1000 * sum(v) / n:.0f}" for k, v in sorted(kinds.items())))
+    print("per block (ms): " + ", ".join(f"{k} task {1000 * sum(v) / n:.0f}" for k, v in sorted(kinds.items())
+                                         if k in ("compute", "pieces", "finish")))
     print(f"  inside the tasks: read {1000 * t.get('worker_read', 0) / n:.0f}, model+blend "
           f"{1000 * t.get('worker_compute', 0) / n:.0f}, finish {1000 * t.get('worker_finish', 0) / n:.0f}, "
           f"part write {1000 * t.get('worker_write', 0) / n:.0f}")
     print(f"  transfers between workers {1000 * busy['transfer'] / n:.1f}, deserialisation "
           f"{1000 * busy['deserialize'] / n:.1f}, worker idle (scheduling, waiting for dependencies, "
           f"client) {1000 * idle / n:.0f}")
-    print("model load per worker (s): " + ", ".join(f"{v['seconds']:.2f} ({v['loads']} load)" for v in loads.values()))
+    print(f"  tasks per block {len(stream.data) / n:.1f}; an empty task's round trip {noop_ms:.1f} ms "
+          f"(x {len(stream.data) / n:.1f} = {noop_ms * len(stream.data) / n:.0f} ms of scheduling per block)")
+    print("model load per worker, once, before the timed run (s): "
+          + ", ".join(f"{v['seconds']:.2f} ({v['loads']} load)" for v in loads.values())
+          + f"; warm-up wall {warm_s:.1f} s (imports included)")
+    if not args.skip_in_process:
+        print(f"CPU per block: in-process {cpu_in / n:.2f} s, distributed {(cpu_workers + cpu_client) / n:.2f} s "
+              f"(overhead {(cpu_workers + cpu_client - cpu_in) / n * 1000:.0f} ms per block)")
     print(f"client: final labels COG from the VRT of {n} parts {t.get('labels_file', 0):.2f} s "
           f"({1000 * t.get('labels_file', 0) / n:.0f} ms per block); total {t.get('total', 0):.1f} s")
 

@@ -81,8 +81,14 @@ def connect(scheduler) -> Iterator:
             n = 0
         if n < 1:
             raise SegdeepError(f"scheduler {scheduler!r}: expected local:N with N >= 1 worker processes")
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                           dashboard_address=":0", silence_logs=40)
+        import dask
+
+        # Dask's default MALLOC_TRIM_THRESHOLD_ for workers fixes glibc's mmap threshold at 128 KiB:
+        # every tensor is then mmapped and unmapped (6x the page faults, 1.9x the CPU of a forward
+        # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address=":0", silence_logs=40)
         try:
             with distributed.Client(cluster) as client:
                 client.register_plugin(tasks.TorchThreads(1))
