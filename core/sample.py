@@ -169,7 +169,7 @@ def _write(layout, image_path, labels_path, size, seed, gsd, crs, transform, blo
 
 
 
-def write_preview(image_path: str | Path, labels_path: str | Path, png_path: str | Path,
+def write_side_by_side(image_path: str | Path, labels_path: str | Path, png_path: str | Path,
                   panel_size: int = 512, colors: int = 256) -> Path:
     """Write a PNG with the image and its colour-coded labels side by side, for people to look at.
 

@@ -34,7 +34,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..sample import make_sample_scene, write_preview
+    from ..sample import make_sample_scene, write_side_by_side
 
     start = time.perf_counter()
 
@@ -48,7 +48,7 @@ def run(args) -> int:
     print(f"image:  {image}")
     print(f"labels: {labels}")
     if args.preview:
-        print(f"preview: {write_preview(image, labels, args.preview)}")
+        print(f"preview: {write_side_by_side(image, labels, args.preview)}")
     if not args.quiet:
         print(f"({args.size} x {args.size} px at {args.gsd} m, seed {args.seed}, "
               f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
