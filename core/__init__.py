@@ -48,7 +48,6 @@ _LAZY = {
     "remove_small_regions": "postprocess",
     "fill_holes": "postprocess",
     "majority_filter": "postprocess",
-    "postprocess": "postprocess",
     "iter_predict": "inference",
     "predict_raster": "inference",
     "vectorize_raster": "vectorize",
