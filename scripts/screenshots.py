@@ -56,6 +56,7 @@ def main(argv=None) -> int:
         return 0
     import napari
     import torch
+    from PIL import Image
     from qtpy.QtWidgets import QApplication
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -74,7 +75,10 @@ def main(argv=None) -> int:
     def shot(name: str) -> None:
         settle(app)
         path = out / name
-        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        pixels = viewer.screenshot(canvas_only=False, flash=False)
+        # 256 colours: a quarter of the size, no visible difference at screen size
+        Image.fromarray(pixels[..., :3]).quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                                  dither=Image.Dither.NONE).save(path, optimize=True)
         print(f"screenshots: wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
 
     show_only(viewer, docks, "Segment")
