@@ -76,3 +76,14 @@ def test_block_size_snaps_up_to_whole_strides():
 def test_bad_tiling_is_a_clear_error(tile, overlap, msg):
     with pytest.raises(SegdeepError, match=msg):
         check_tiling(tile, overlap, 300, 200)
+
+
+def test_fixed_point_argmax_equals_numpy_argmax_with_ties():
+    from segdeep._engine import argmax_fixed
+
+    rng = np.random.default_rng(0)
+    acc = rng.integers(0, 2**24, (6, 50, 40)).astype(np.int32)
+    acc[3, :10] = acc[1, :10]  # ties: the first class wins
+    acc[:, 20] = 0
+    assert np.array_equal(argmax_fixed(acc), np.argmax(acc, axis=0))
+    assert np.array_equal(argmax_fixed(acc[:, 5:30, 7:33]), np.argmax(acc[:, 5:30, 7:33], axis=0))
