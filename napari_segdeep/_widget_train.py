@@ -1,7 +1,7 @@
 """Train widget: fine-tune a model bundle on an image layer and its (edited) Labels layer.
 
-The work is :func:`segdeep.training.iter_train` (``init`` = the bundle to fine-tune) on in-memory
-:class:`~segdeep._train_data.TrainSource` arrays, in a worker thread, with a time budget or a number
+The work is :func:`segdeep.training.iter_train_arrays` (``init`` = the bundle to fine-tune) on the
+layers' pixels, in a worker thread, with a time budget or a number
 of epochs. Pixels labelled 255 (erased / never labelled) are ignored. When it finishes, the new
 bundle is written and the Segment widget switches to it.
 """
@@ -106,8 +106,7 @@ class TrainWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Fine-tune in a worker thread; on success the Segment widget uses the new bundle."""
-        from segdeep._train_data import TrainSource
-        from segdeep.training import EpochDone, Started, Step, TrainConfig, iter_train
+        from segdeep.training import EpochDone, Started, Step, TrainConfig, iter_train_arrays
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a training run is already going; cancel it first")
@@ -128,8 +127,6 @@ class TrainWidget(QWidget):
         tile = min(self.tile_size.value(), (min(h, w) // 32) * 32)
         if tile < 32:
             raise SegdeepError(f"labels {layer.name!r} are {w} x {h} px; training needs at least 32 x 32 px")
-        k = len(card.classes)
-        source = TrainSource.from_arrays(image, labels, k, name=layer.name)
         epochs = self.epochs.value() or None
         config = TrainConfig(tile_size=tile, batch_size=self.batch_size.value(), epochs=epochs,
                              time_budget=None if epochs else self.minutes.value(), lr=self.lr.value(),
@@ -159,7 +156,8 @@ class TrainWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("starting…")
-        self.job = Job(lambda: iter_train([source], card.classes, config, out=out, init=init, name=out.stem),
+        self.job = Job(lambda: iter_train_arrays([image], [labels], classes=card.classes, config=config,
+                                                 init=init, out=out),
                        desc=f"Train on {layer.name}", on_end=lambda o: self._done(o, out),
                        on_event=on_event, progress_of=progress_of)
 
