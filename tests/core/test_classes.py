@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from segdeep.classes import DUBAI_CLASSES, classes_from_list, decode_rgb_mask, load_classes
 from segdeep.errors import SegdeepError
 

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.raster import write_labels
 

@@ -210,7 +210,6 @@ def _write(path, array, crs="EPSG:32640", nodata=None):
 
 def test_refine_cli_labels_and_probs(tmp_path):
     import rasterio
-
     from segdeep.cli import main
 
     h, w = 80, 100

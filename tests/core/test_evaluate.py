@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from rasterio.transform import from_origin
-
 from segdeep.classes import DUBAI_CLASSES, decode_rgb_mask
 from segdeep.cli import main
 from segdeep.errors import SegdeepError
