@@ -45,6 +45,8 @@ _LAZY = {
     "dense_crf_blocks": "crf",
     "unary_from_labels": "crf",
     "refine_raster": "refine",
+    "refine_labels": "edit",
+    "iter_refine_labels": "edit",
     "remove_small_regions": "postprocess",
     "fill_holes": "postprocess",
     "majority_filter": "postprocess",
