@@ -129,9 +129,18 @@ def main() -> None:
     print("model load per worker, once, before the timed run (s): "
           + ", ".join(f"{v['seconds']:.2f} ({v['loads']} load)" for v in loads.values())
           + f"; warm-up wall {warm_s:.1f} s (imports included)")
+    task_cpu = t.get("worker_cpu", 0.0)
+    print(f"CPU in the block tasks (thread time, without the workers' background): {task_cpu:.1f} s, "
+          f"{1000 * task_cpu / n:.0f} ms per block")
     if not args.skip_in_process:
-        print(f"CPU per block: in-process {cpu_in / n:.2f} s, distributed {(cpu_workers + cpu_client) / n:.2f} s "
-              f"(overhead {(cpu_workers + cpu_client - cpu_in) / n * 1000:.0f} ms per block)")
+        print(f"CPU per block: in-process {1000 * cpu_in / n:.0f} ms (whole run, final COG included); "
+              f"distributed tasks {1000 * task_cpu / n:.0f} ms + client {1000 * cpu_client / n:.0f} ms; "
+              f"workers' processes {1000 * cpu_workers / n:.0f} ms")
+        # On an idle machine each worker has a core: wall ~ task CPU / workers + the client's serial part.
+        # On an idle machine each worker has a core: wall ~ tasks' CPU / workers + task round trips
+        # / workers + the client's CPU (serial: submission, assembly of the COG).
+        est = cpu_in / (task_cpu / args.workers + noop_ms / 1000 * len(stream.data) / args.workers + cpu_client)
+        print(f"estimated speed-up with a free core per worker (CPU-time model): {est:.2f}x")
     print(f"client: final labels COG from the VRT of {n} parts {t.get('labels_file', 0):.2f} s "
           f"({1000 * t.get('labels_file', 0) / n:.0f} ms per block); total {t.get('total', 0):.1f} s")
 

@@ -121,7 +121,7 @@ def _engine(job: BlockJob) -> tuple[Engine, float]:
 def compute_block(job: BlockJob, index: int, region: Rect, core: Rect, own: list, read: Rect,
                   later: dict) -> dict:
     """Model pass over the tiles block ``index`` owns; the accumulator stays in worker memory."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     engine, load_s = _engine(job)
     t1 = time.perf_counter()
     with _open(job.image) as ds:
@@ -142,7 +142,7 @@ def compute_block(job: BlockJob, index: int, region: Rect, core: Rect, own: list
         "acc": acc, "valid_core": valid[core.slices(read)], "image": image, "pieces": store,
         "tiles_computed": engine.tiles_computed, "tiles_skipped": engine.tiles_skipped,
         "seconds": {"model_load": load_s, "setup": t1 - t0 - load_s, "read": t2 - t1,
-                    "compute": time.perf_counter() - t2},
+                    "compute": time.perf_counter() - t2, "cpu": time.thread_time() - cpu0},
     }
 
 
@@ -179,7 +179,7 @@ def _write_part(path: Path, array: np.ndarray, job: BlockJob, core: Rect, tags: 
 def finish_block(job: BlockJob, index: int, region: Rect, core: Rect, computed: dict, *pieces: list) -> dict:
     """Labels (and probabilities) of block ``index`` from its accumulator plus earlier blocks' pieces,
     written as part GeoTIFFs; returns a summary (with the block's confusion matrix with truth)."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     engine, load_s = _engine(job)
     acc = computed["acc"].copy()  # the computed result may be reused if this task is retried
     for plist in pieces:
@@ -209,6 +209,7 @@ def finish_block(job: BlockJob, index: int, region: Rect, core: Rect, computed: 
     seconds = dict(computed["seconds"])
     seconds["model_load"] += load_s
     seconds.update(finish=t1 - t0 - load_s, write=time.perf_counter() - t1)
+    seconds["cpu"] += time.thread_time() - cpu0  # this thread's CPU in both tasks (torch: 1 thread)
     return {"index": index, "tags": tags, "worker_pid": os.getpid(), "seconds": seconds,
             "tiles_computed": computed["tiles_computed"], "tiles_skipped": computed["tiles_skipped"]}
 

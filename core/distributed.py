@@ -120,6 +120,12 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def shared_path(path: str | Path) -> str:
+    """``path`` as workers see it: absolute for a file, unchanged for a URL or GDAL virtual path."""
+    text = str(path)
+    return text if "://" in text or text.startswith("/vsi") else str(Path(text).resolve())
+
+
 def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
     from ._engine import resolve_batch_size, resolve_device, resolve_precision
 
@@ -188,7 +194,7 @@ def iter_predict_distributed(
     raster = Rect(0, 0, info.width, info.height)
     classes = list(card.classes)
     fingerprint = {
-        "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
+        "image": shared_path(image), "image_size": [info.width, info.height, info.count],
         "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
         "model": _file_digest(Path(bundle)), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
         "bands": bands, "region": list(asdict(area).values()), "crf": crf.to_dict() if crf is not None else None,
@@ -229,11 +235,11 @@ def iter_predict_distributed(
             last_use[i] = max(last_use.get(i, -1), j)
     total_tiles = sum(len(plans[i][2]) for i in compute)
     job = tasks.BlockJob(
-        image=str(Path(image).resolve()), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
+        image=shared_path(image), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
         run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
         bands=tuple(bands), device=device, precision=precision, batch_size=batch_size,
         crf=crf.to_dict() if crf is not None else None, probabilities=bool(probabilities),
-        truth=str(Path(truth).resolve()) if truth else None, num_classes=max(c.index for c in classes) + 1,
+        truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
         ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
         transform=tuple(info.transform)[:6])
     summaries: list[dict] = []
@@ -314,14 +320,13 @@ def iter_predict_distributed(
                                blocks_resumed=len(all_blocks) - len(todo))
         result.tiles_computed = sum(s.get("tiles_computed", 0) for s in summaries)
         result.tiles_skipped = sum(s.get("tiles_skipped", 0) for s in summaries)
+        params = {**fingerprint, "image": str(image), "bounds": list(bounds) if bounds else None,
+                  "window": [area.col_off, area.row_off, area.width, area.height], "batch_size": batch_size,
+                  "resume": bool(resume), "vector": str(vector) if vector else None,
+                  "scheduler": ready.scheduler, "workers": ready.workers}
         yield from finish_outputs(result, client, info, card, classes, all_blocks, area, parts_dir, done, timings,
-                           truth=truth, probabilities=probabilities, vector=vector, preview=preview, bands=bands,
-                           params={**fingerprint, "image": str(image), "window": [area.col_off, area.row_off,
-                                   area.width, area.height], "bounds": list(bounds) if bounds else None,
-                                   "batch_size": batch_size, "resume": bool(resume),
-                                   "vector": str(vector) if vector else None, "scheduler": ready.scheduler,
-                                   "workers": ready.workers},
-                           t_start=t_start)
+                                  truth=truth, probabilities=probabilities, vector=vector, preview=preview,
+                                  bands=bands, params=params, t_start=t_start)
     shutil.rmtree(parts_dir, ignore_errors=True)
     state.unlink(missing_ok=True)
     return result
@@ -385,7 +390,7 @@ def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler
     cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
     windows = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
                for w in _blocks(pred.info.width, pred.info.height, block_size)]
-    p_path, t_path = str(Path(prediction).resolve()), str(Path(truth).resolve())
+    p_path, t_path = shared_path(prediction), shared_path(truth)
     with connect(scheduler) as client:
         args = [(p_path, t_path, classes, ignore_index, attribute, w) for w in windows]
         for i, part in enumerate(_ordered(client, tasks.confusion_block, args, window=_window(client),
@@ -422,7 +427,7 @@ def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: in
     excluded[NODATA_LABEL] = True
     blocks = [(c, r, min(width, c + block_size), min(height, r + block_size))
               for r in range(0, height, block_size) for c in range(0, width, block_size)]
-    path = str(Path(labels_path).resolve())
+    path = shared_path(labels_path)
     results = _ordered(client, _block_polygons, [(path, b, excluded) for b in blocks], window=_window(client),
                        retries=retries, prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
     merger = BorderMerger(height)
