@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", type=int, default=len(SCENE_SEEDS), help="how many generated scenes")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dice", type=float, default=0.0, help="weight of the soft Dice loss")
+    p.add_argument("--init", default=None, help="fine-tune this bundle instead of training from scratch")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--report", default=None, help="write the figures as JSON here")
     p.add_argument("--half", action=argparse.BooleanOptionalAction, default=True, help="fp16 weights in the bundle")
@@ -114,13 +116,14 @@ def main(argv=None) -> int:
     config = TrainConfig(arch=args.arch, model_kwargs=json.loads(args.model_kwargs), tile_size=args.tile_size,
                          batch_size=args.batch_size, time_budget=args.minutes, lr=args.lr,
                          steps_per_epoch=args.steps_per_epoch, seed=args.seed, max_val_pixels=args.val_pixels,
+                         dice=args.dice,
                          device="cpu")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"training {args.arch} {config.model_kwargs} for {args.minutes} min on {len(train_pairs)} Dubai images "
           f"+ {len(scene_pairs)} generated scenes; validation: {len(val_sources)} images of tile 6", flush=True)
     t0 = time.perf_counter()
-    events = iter_train(train_sources, classes, config, val_sources=val_sources, out=out,
+    events = iter_train(train_sources, classes, config, val_sources=val_sources, out=out, init=args.init,
                         name="segdeep-default" if out == DEFAULT_OUT else out.stem)
     last = 0.0
     while True:
