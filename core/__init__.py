@@ -54,6 +54,10 @@ _LAZY = {
     "predict_raster": "inference",
     "vectorize_raster": "vectorize",
     "train": "training",
+    "train_arrays": "training",
+    "iter_train": "training",
+    "iter_train_arrays": "training",
+    "TrainConfig": "training",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
