@@ -52,6 +52,8 @@ _LAZY = {
     "majority_filter": "postprocess",
     "iter_predict": "inference",
     "predict_raster": "inference",
+    "predict_array": "inference",
+    "PredictResult": "inference",
     "predict_distributed": "distributed",
     "evaluate_distributed": "distributed",
     "vectorize_distributed": "distributed",
