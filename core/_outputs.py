@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,12 +155,15 @@ class PreviewSampler:
         img_path, lab_path = out_png.with_name(f".preview-image-{tag}.tif"), out_png.with_name(f".preview-labels-{tag}.tif")
         try:
             _, h, w = self.image.shape
-            with rasterio.open(img_path, "w", driver="GTiff", width=w, height=h, count=self.bands,
-                               dtype=self.image.dtype) as ds:
-                ds.write(self.image)
-            with rasterio.open(lab_path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
-                               nodata=255) as ds:
-                ds.write(self.labels[None])
+            # Scratch files in pixel coordinates: no georeference, and no warning about it.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                with rasterio.open(img_path, "w", driver="GTiff", width=w, height=h, count=self.bands,
+                                   dtype=self.image.dtype) as ds:
+                    ds.write(self.image)
+                with rasterio.open(lab_path, "w", driver="GTiff", width=w, height=h, count=1,
+                                   dtype="uint8", nodata=255) as ds:
+                    ds.write(self.labels[None])
             return write_preview(img_path, lab_path, out_png, classes=classes,
                                  bands=[1, 2, 3] if self.bands == 3 else [1])
         finally:
