@@ -37,15 +37,37 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
     if not ref_path:
         raise SegdeepError("no reference: choose a reference Labels layer or a label file")
     from segdeep.label_sources import open_labels
+    from segdeep.rasterize import is_vector_path
 
-    source = open_labels(ref_path, classes)
     meta = pred_layer.metadata or {}
     full = (meta.get("height"), meta.get("width"))
+    if is_vector_path(ref_path):  # rasterized onto the source raster's grid (reprojected if needed)
+        source = open_labels(ref_path, classes, like=_source_grid(meta, ref_path))
+        return source.read(Window(col, row, w, h))[0]
+    source = open_labels(ref_path, classes)
     if None not in full and (source.info.height, source.info.width) != full:
         raise SegdeepError(f"{ref_path}: {source.info.width} x {source.info.height} px, but the labels belong to a "
                            f"{full[1]} x {full[0]} px raster; the reference must share its grid")
     labels, _valid = source.read(Window(col, row, w, h))
     return labels
+
+
+def _source_grid(meta: dict, ref_path: str):
+    """The grid of the raster a layer came from (RasterInfo), from the layer's georeference metadata."""
+    from affine import Affine
+    from segdeep.raster import RasterInfo
+
+    from ._layers import crs_transform
+
+    crs, transform = crs_transform(meta)
+    if crs is None or meta.get("width") is None:
+        raise SegdeepError(f"{ref_path}: a vector reference needs labels with a georeference (open the image "
+                           "with the segdeep reader)")
+    if meta.get("window"):  # a region layer: its transform starts at the region's corner
+        col, row = meta["window"][:2]
+        transform = transform * Affine.translation(-col, -row)
+    return RasterInfo(path=str(meta.get("path", "")), width=int(meta["width"]), height=int(meta["height"]),
+                      count=1, dtype="uint8", crs=crs, transform=transform, nodata=255, georeferenced=True)
 
 
 def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Path | None = None,

@@ -94,7 +94,7 @@ class EvaluateWidget(QWidget):
         layout.addStretch(1)
 
     def _pick_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Reference labels", "", "Rasters (*.tif *.tiff *.png *.vrt);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Reference labels", "", "Rasters and vectors (*.tif *.tiff *.png *.vrt *.gpkg *.geojson *.shp);;All (*)")
         if path:
             self.reference_file.setText(path)
             self.reference.setCurrentText("(none)")

@@ -106,3 +106,23 @@ def test_export_error_is_one_line(two_layers, monkeypatch, tmp_path):
     w.run_button.click()
     assert len(shown) == 1 and "300" in shown[0] and "\n" not in shown[0]
     assert not (tmp_path / "odd.tif").exists() and w.run_button.isEnabled()
+
+
+def test_evaluate_against_a_vector_file(two_layers, wait_job, tmp_path):
+    """A GeoPackage reference (the truth polygonized) scores exactly like the truth raster."""
+    from segdeep.vectorize import vectorize_raster
+
+    viewer, truth, pred, labels_path = two_layers
+    gpkg = tmp_path / "truth.gpkg"
+    vectorize_raster(labels_path, gpkg)
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Evaluate")
+    w.labels.set_layer("pred")
+    w.reference.setCurrentText("(none)")
+    w.reference_file.setText(str(gpkg))
+    w.out_dir.setText("")
+    w.run_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    cm = ConfusionMatrix(6)
+    cm.update(truth, pred)
+    assert w.result["confusion_matrix"] == scores(cm)["confusion_matrix"]
