@@ -44,6 +44,10 @@ class TrainWidget(QWidget):
 
         self.image = LayerCombo(napari_viewer, "image")
         self.labels = LayerCombo(napari_viewer, "labels")
+        self.image_file = QLineEdit()
+        self.image_file.setPlaceholderText("or an image file (GeoTIFF, ...)")
+        self.labels_file = QLineEdit()
+        self.labels_file.setPlaceholderText("and its label file (raster, colour mask or vector)")
         self.init = QLineEdit(str(default_bundle() or ""))
         self.init.setPlaceholderText("bundle to fine-tune (.safetensors)")
         pick = QPushButton("…")
@@ -75,6 +79,8 @@ class TrainWidget(QWidget):
         form = QFormLayout()
         form.addRow("Image layer", self.image)
         form.addRow("Labels layer", self.labels)
+        form.addRow("Image file", self.image_file)
+        form.addRow("Labels file", self.labels_file)
         form.addRow("Start from", init_row)
         form.addRow("Save as", self.out)
         form.addRow("Time budget", self.minutes)
@@ -106,12 +112,16 @@ class TrainWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Fine-tune in a worker thread; on success the Segment widget uses the new bundle."""
-        from segdeep.training import EpochDone, Started, Step, TrainConfig, iter_train_arrays
+        from segdeep.training import iter_train_arrays
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a training run is already going; cancel it first")
         init = self.init.text().strip()
         card = read_bundle_card(init)
+        image_file, labels_file = self.image_file.text().strip(), self.labels_file.text().strip()
+        if image_file or labels_file:
+            self._run_files(init, card, image_file, labels_file)
+            return
         layer = self.labels.layer()
         labels = labels_array(layer.data)
         row, col = layer_offset(layer)
@@ -127,10 +137,37 @@ class TrainWidget(QWidget):
         tile = min(self.tile_size.value(), (min(h, w) // 32) * 32)
         if tile < 32:
             raise SegdeepError(f"labels {layer.name!r} are {w} x {h} px; training needs at least 32 x 32 px")
+        self._start(lambda config, out: iter_train_arrays([image], [labels], classes=card.classes, config=config,
+                                                          init=init, out=out),
+                    self._config(tile, card), layer.name)
+
+    def _run_files(self, init: str, card, image_file: str, labels_file: str) -> None:
+        """Fine-tune on an image file and its label file (read window by window, never whole)."""
+        from segdeep.raster import open_raster
+        from segdeep.training import iter_train, open_sources
+
+        if not (image_file and labels_file):
+            raise SegdeepError("training from files needs both an image file and a labels file")
+        sources = open_sources([image_file], [labels_file], card.classes, bands=list(card.bands))
+        info = open_raster(image_file, warn=False)
+        tile = min(self.tile_size.value(), (min(info.width, info.height) // 32) * 32)
+        if tile < 32:
+            raise SegdeepError(f"{image_file}: {info.width} x {info.height} px; training needs at least 32 x 32 px")
+        self._start(lambda config, out: iter_train(sources, card.classes, config, out=out, init=init),
+                    self._config(tile, card), Path(labels_file).name)
+
+    def _config(self, tile: int, card):
+        from segdeep.training import TrainConfig
+
         epochs = self.epochs.value() or None
-        config = TrainConfig(tile_size=tile, batch_size=self.batch_size.value(), epochs=epochs,
-                             time_budget=None if epochs else self.minutes.value(), lr=self.lr.value(),
-                             warmup=0.0, gsd=card.gsd)
+        return TrainConfig(tile_size=tile, batch_size=self.batch_size.value(), epochs=epochs,
+                           time_budget=None if epochs else self.minutes.value(), lr=self.lr.value(),
+                           warmup=0.0, gsd=card.gsd)
+
+    def _start(self, make_job, config, name: str) -> None:
+        """Run ``make_job(config, out)`` (a training generator) in a worker with progress and Cancel."""
+        from segdeep.training import EpochDone, Started, Step
+
         out = Path(self.out.text().strip())
         out.parent.mkdir(parents=True, exist_ok=True)
         budget_s = self.minutes.value() * 60
@@ -156,9 +193,8 @@ class TrainWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("starting…")
-        self.job = Job(lambda: iter_train_arrays([image], [labels], classes=card.classes, config=config,
-                                                 init=init, out=out),
-                       desc=f"Train on {layer.name}", on_end=lambda o: self._done(o, out),
+        self.job = Job(lambda: make_job(config, out),
+                       desc=f"Train on {name}", on_end=lambda o: self._done(o, out),
                        on_event=on_event, progress_of=progress_of)
 
     def _done(self, outcome: Outcome, out: Path) -> None:

@@ -67,3 +67,32 @@ def test_train_cancel_and_bad_input(train, wait_job, monkeypatch, qtbot):
     w.cancel_button.click()
     wait_job(w, timeout=30_000)
     assert w.last_outcome.state == "cancelled" and w.run_button.isEnabled()
+
+
+def test_finetune_from_files(train, tiny_bundle, tmp_path, wait_job):
+    """Image and label files instead of layers: the bundle is trained on them and Segment uses it."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from segdeep.raster import write_labels
+
+    viewer, w = train
+    image = np.moveaxis(viewer.layers["image"].data, -1, 0)
+    truth = np.asarray(viewer.layers["edited"].data).astype(np.uint8)
+    transform = from_origin(300000.0, 2780000.0, 0.5, 0.5)
+    image_path = tmp_path / "img.tif"
+    with rasterio.open(image_path, "w", driver="GTiff", width=image.shape[2], height=image.shape[1], count=3,
+                       dtype=image.dtype, crs="EPSG:32640", transform=transform) as ds:
+        ds.write(image)
+    labels_path = write_labels(tmp_path / "lab.tif", truth, crs="EPSG:32640", transform=transform,
+                               classes=DUBAI_CLASSES)
+    w.image_file.setText(str(image_path))
+    w.labels_file.setText(str(labels_path))
+    w.epochs.setValue(1)
+    w.run_button.click()
+    wait_job(w, timeout=120_000)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    out = tmp_path / "tuned.safetensors"
+    assert w.new_bundle == out and read_card(out).training["init"] == str(tiny_bundle)
+    w.labels_file.setText("")
+    w.run_button.click()  # an image file without its labels: a one-line error, nothing runs
+    assert w.job is None or not w.job.running
