@@ -188,14 +188,17 @@ def _block_polygons(path: str, block: tuple[int, int, int, int],
 
 def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
                   workers: int = 1, progress: Callable[[int, int], None] | None = None,
-                  stats: dict | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  stats: dict | None = None, map_blocks: Callable | None = None,
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
 
     Batches come per block (interior polygons) and per block row (merged border regions). Nodata
     (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
     polygonizes blocks in that many processes (at most ``2 * workers`` blocks in flight; the
     result is the same). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
-    receives ``blocks`` and ``max_open_pieces``.
+    receives ``blocks`` and ``max_open_pieces``. ``map_blocks(func, args_list)`` replaces the local
+    polygonization of blocks: it must return ``func(*args)`` for each args tuple, in order (e.g. on a
+    Dask cluster, :mod:`segdeep.distributed`); the border merging stays here.
     """
     if block_size < 1:
         raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
@@ -214,7 +217,9 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
         excluded[NODATA_LABEL] = True
         blocks = [(c * block_size, r * block_size, min(width, (c + 1) * block_size),
                    min(height, (r + 1) * block_size)) for r in range(n_rows) for c in range(n_cols)]
-        if workers > 1 and len(blocks) > 1:
+        if map_blocks is not None:
+            polygons = map_blocks(_block_polygons, [(str(labels_path), block, excluded) for block in blocks])
+        elif workers > 1 and len(blocks) > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 

@@ -404,66 +404,35 @@ def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler
     return result
 
 
+def _cluster_map_blocks(client, retries: int = 3):
+    """A ``map_blocks`` for :func:`segdeep.vectorize.iter_polygons` that runs the blocks on ``client``
+    (paths made absolute so every worker can read them), results in block order."""
+    import uuid
+
+    def map_blocks(func, args_list):
+        args_list = [(shared_path(args[0]), *args[1:]) for args in args_list]
+        return _ordered(client, func, args_list, window=_window(client), retries=retries,
+                        prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
+
+    return map_blocks
+
+
 def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: int = 2048, exclude=(),
                               workers: int = 1, progress: Callable[[int, int], None] | None = None,
                               stats: dict | None = None, retries: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`segdeep.vectorize.iter_polygons` with the blocks polygonized on a Dask cluster; regions cut
-    by block edges are merged here with the same :class:`segdeep.vectorize.BorderMerger`."""
-    import uuid
+    by block edges are merged here, as in-process. ``workers`` is ignored (the cluster's)."""
+    from ._polygonize import iter_polygons
 
-    import shapely
-
-    from ._polygonize import BorderMerger, _block_polygons
-    from .classes import NODATA_LABEL
-
-    if block_size < 1:
-        raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
-    info = open_raster(labels_path, warn=False)
-    if info.count != 1:
-        raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {info.count}")
-    width, height = info.width, info.height
-    excluded = np.zeros(256, dtype=bool)
-    excluded[list(exclude)] = True
-    excluded[NODATA_LABEL] = True
-    blocks = [(c, r, min(width, c + block_size), min(height, r + block_size))
-              for r in range(0, height, block_size) for c in range(0, width, block_size)]
-    path = shared_path(labels_path)
-    results = _ordered(client, _block_polygons, [(path, b, excluded) for b in blocks], window=_window(client),
-                       retries=retries, prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
-    merger = BorderMerger(height)
-    for done, ((c0, r0, c1, r1), (geoms, cls)) in enumerate(zip(blocks, results, strict=True), start=1):
-        if len(geoms):  # as segdeep._polygonize.iter_polygons
-            b = shapely.bounds(geoms)
-            border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
-                      | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
-            if (~border).any():
-                yield cls[~border], geoms[~border]
-            merger.add(geoms[border], cls[border])
-        if progress is not None:
-            progress(done, len(blocks))
-        if c1 == width:
-            merged = list(merger.finish_row(r0, r1))
-            if stats is not None:
-                stats.update(blocks=done, max_open_pieces=merger.max_open)
-            if merged:
-                yield (np.array([m[0] for m in merged], dtype=np.uint8),
-                       np.array([m[1] for m in merged], dtype=object))
-
-
-_PATCH_LOCK = __import__("threading").Lock()
+    return iter_polygons(labels_path, block_size=block_size, exclude=exclude, progress=progress, stats=stats,
+                         map_blocks=_cluster_map_blocks(client, retries))
 
 
 def vectorize_distributed(labels_path: str | Path, out_path: str | Path, *, scheduler, **kwargs) -> dict:
     """:func:`segdeep.vectorize.vectorize_raster` (same arguments and result) with the blocks
-    polygonized on a Dask cluster. The attributes, simplification and writing are vectorize_raster's
-    own: its polygon source is swapped for :func:`iter_polygons_distributed` during the call."""
-    from . import vectorize as vec
+    polygonized on a Dask cluster; attributes, simplification and writing are vectorize_raster's own."""
+    from .vectorize import vectorize_raster
 
     kwargs.pop("workers", None)
-    with connect(scheduler) as client, _PATCH_LOCK:
-        original = vec.iter_polygons
-        vec.iter_polygons = lambda path, **kw: iter_polygons_distributed(client, path, **kw)
-        try:
-            return vec.vectorize_raster(labels_path, out_path, **kwargs)
-        finally:
-            vec.iter_polygons = original
+    with connect(scheduler) as client:
+        return vectorize_raster(labels_path, out_path, map_blocks=_cluster_map_blocks(client), **kwargs)

@@ -177,6 +177,7 @@ def vectorize_raster(
     exclude: Sequence[int | str] = (),
     block_size: int = 2048,
     workers: int = 1,
+    map_blocks: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Turn a label raster into polygons with class attributes, streaming block by block.
@@ -239,7 +240,7 @@ def vectorize_raster(
     try:
         sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class)
         for cls, px in iter_polygons(labels_path, block_size=block_size, exclude=excluded, workers=workers,
-                                     progress=progress, stats=stats):
+                                     progress=progress, stats=stats, map_blocks=map_blocks):
             geoms = _apply_transform(px, transform)
             if simplify > 0:
                 geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
