@@ -158,7 +158,7 @@ def part_path(parts: str | Path, kind: str, index: int) -> Path:
 def _write_part(path: Path, array: np.ndarray, job: BlockJob, core: Rect, tags: dict) -> None:
     crs = rasterio.crs.CRS.from_wkt(job.crs_wkt) if job.crs_wkt else None
     transform = Affine(*job.transform) * Affine.translation(core.col_off, core.row_off)
-    profile = label_profile(core.width, core.height, crs, transform)
+    profile = label_profile(core.width, core.height, crs, transform, intermediate=True)  # copied into the COG
     if array.ndim == 3:  # probabilities: no nodata, one band per class
         profile.update(count=array.shape[0], nodata=None, interleave="band")
     else:
