@@ -85,8 +85,11 @@ def connect(scheduler) -> Iterator:
 
         # Dask's default MALLOC_TRIM_THRESHOLD_ for workers fixes glibc's mmap threshold at 128 KiB:
         # every tensor is then mmapped and unmapped (6x the page faults, 1.9x the CPU of a forward
-        # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead. The
+        # workers' statistical profiler (a stack sample every 10 ms, for the dashboard's Profile
+        # page) is off: it cost ~5 % of the CPU a block task uses (benchmarks/README.md).
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                              "distributed.worker.profile.enabled": False}):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                host="127.0.0.1", dashboard_address=":0", silence_logs=40)
         try:
