@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dice", type=float, default=0.0, help="weight of the soft Dice loss")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="autocast for training (bf16 is 1.4-1.8x faster on CPUs with AVX-512 BF16)")
     p.add_argument("--init", default=None, help="fine-tune this bundle instead of training from scratch")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--report", default=None, help="write the figures as JSON here")
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     config = TrainConfig(arch=args.arch, model_kwargs=json.loads(args.model_kwargs), tile_size=args.tile_size,
                          batch_size=args.batch_size, time_budget=args.minutes, lr=args.lr,
                          steps_per_epoch=args.steps_per_epoch, seed=args.seed, max_val_pixels=args.val_pixels,
-                         dice=args.dice,
+                         dice=args.dice, precision=args.precision,
                          device="cpu")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
