@@ -252,6 +252,10 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
         scale = pixel_scale(train_sources[0].dtype)
         mean, std = band_statistics(train_sources, scale, rng0)
     model.to(device).train()
+    # channels_last: 1.45x faster training steps on this CPU (U-Net, bf16; same as the engine's choice)
+    channels_last = device.type == "cpu"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     num_params = sum(p.numel() for p in model.parameters())
 
     sampler = WindowSampler(train_sources, len(classes), config.balance)
@@ -330,6 +334,8 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
                     g["lr"] = lr
                 x, y = sample_batch(sampler, rng, config.batch_size, config.tile_size, scale, mean, std, augment)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, weight=weight_t, ignore_index=NODATA_LABEL)
