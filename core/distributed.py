@@ -39,11 +39,9 @@ from .inference import (
     Started,
     TilesDone,
     _plan,
-    _region,
-    default_overlap,
+    plan_run,
 )
 from .raster import open_raster
-from .tiling import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
 
 PARTS_NAME = ".segdeep-dask-parts"
 STATE_NAME = ".segdeep-dask-run.json"
@@ -173,28 +171,14 @@ def iter_predict_distributed(
     if not isinstance(bundle, str | Path) or not Path(bundle).is_file():
         raise SegdeepError(f"{bundle}: no such model bundle; on a cluster the model is a .safetensors path "
                            "every worker can read")
-    from ._outputs import prepare_out_dir
     from .models.bundle import read_card
-    from .raster import check_bands
 
     info = open_raster(image, warn=False)
     card = read_card(bundle)
-    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
-    overlap = default_overlap(tile_size) if overlap is None else overlap
-    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
-    want = list(card.bands)
-    bands = list(bands) if bands else want
-    if len(bands) != len(want) or max(bands) > info.count:
-        raise SegdeepError(f"{image}: bands {bands}: the model takes {len(want)} band(s) (card bands {want}) "
-                           f"and the raster has bands 1-{info.count}")
-    bands = check_bands(info, bands)
-    area = _region(info, window, bounds)
-    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
-    grid = TileGrid(info.width, info.height, tile_size, int(overlap))
-    block = snap_block_size(block_size, grid.stride)
-    blocks = BlockGrid(area, block)
-    halo = int(crf.halo) if crf is not None else 0
-    raster = Rect(0, 0, info.width, info.height)
+    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
+                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
+    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
+    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
     classes = list(card.classes)
     fingerprint = {
         "image": shared_path(image), "image_size": [info.width, info.height, info.count],

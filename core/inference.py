@@ -201,6 +201,47 @@ def blocks_rect(blocks: BlockGrid, index: int) -> Rect:
     return Rect(bc * b, br * b, b, b).intersect(blocks.area)
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """The checked settings and the block layout of one prediction run (:func:`plan_run`)."""
+
+    tile_size: int  # model input, pixels
+    overlap: int  # pixels shared by neighbouring tiles
+    bands: list[int]  # 1-based raster bands fed to the model
+    area: Rect  # region to segment, pixels of the raster
+    out: Path  # output folder (created)
+    grid: TileGrid  # the global tile grid (anchored at the raster origin)
+    block: int  # block side in pixels, snapped to whole tile strides
+    blocks: BlockGrid  # the blocks covering ``area``
+    halo: int  # CRF context around each block, pixels (0 without CRF)
+    raster: Rect  # the whole raster
+
+
+def plan_run(image: str | Path, info, card, out_dir: str | Path, *, tile_size: int | None, overlap: int | None,
+             block_size: int, bands: list[int] | None, crf, window, bounds, truth, vector) -> RunPlan:
+    """Check a run's settings against the raster and the model card (one-line :class:`SegdeepError`
+    before any compute) and lay out its tiles and blocks; creates the output folder. Shared by
+    :func:`iter_predict` and :func:`segdeep.distributed.iter_predict_distributed`."""
+    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
+    overlap = default_overlap(tile_size) if overlap is None else overlap
+    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
+    want = list(card.bands)
+    bands = list(bands) if bands else want
+    if len(bands) != len(want):
+        raise SegdeepError(f"bands {bands}: the model takes {len(want)} band(s) (card bands {want}); "
+                           f"give {len(want)} band numbers")
+    if max(bands) > info.count:
+        raise SegdeepError(f"{image}: has {info.count} band(s) but the model needs band(s) {bands}; "
+                           f"choose {len(bands)} of bands 1-{info.count} with bands=/--bands")
+    bands = check_bands(info, bands)
+    area = _region(info, window, bounds)
+    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
+    grid = TileGrid(info.width, info.height, tile_size, int(overlap))
+    block = snap_block_size(block_size, grid.stride)
+    return RunPlan(tile_size, int(overlap), bands, area, out, grid, block, BlockGrid(area, block),
+                   int(crf.halo) if crf is not None else 0, Rect(0, 0, info.width, info.height))
+
+
 def iter_predict(
     image: str | Path,
     bundle: str | Path | tuple | None = None,
@@ -258,27 +299,12 @@ def iter_predict(
     info = open_raster(image, warn=False)
     dev = resolve_device(device)
     model, card = _resolve_model(bundle, model, card, dev)
-    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
-    overlap = default_overlap(tile_size) if overlap is None else overlap
-    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
-    want = list(card.bands)
-    bands = list(bands) if bands else want
-    if len(bands) != len(want):
-        raise SegdeepError(f"bands {bands}: the model takes {len(want)} band(s) (card bands {want}); "
-                           f"give {len(want)} band numbers")
-    if max(bands) > info.count:
-        raise SegdeepError(f"{image}: has {info.count} band(s) but the model needs band(s) {bands}; "
-                           f"choose {len(bands)} of bands 1-{info.count} with bands=/--bands")
-    bands = check_bands(info, bands)
-    area = _region(info, window, bounds)
     prec = resolve_precision(precision, dev)
-    batch = resolve_batch_size(batch_size, dev, tile_size)
-    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
-    grid = TileGrid(info.width, info.height, tile_size, int(overlap))
-    block = snap_block_size(block_size, grid.stride)
-    blocks = BlockGrid(area, block)
-    halo = int(crf.halo) if crf is not None else 0
-    raster = Rect(0, 0, info.width, info.height)
+    batch = resolve_batch_size(batch_size, dev, tile_size or getattr(card, "tile_size", None) or 512)
+    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
+                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
+    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
+    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
     engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch)
 
     fingerprint = {
