@@ -93,7 +93,7 @@ def configure(parser) -> None:
 def _crf_params(args):
     if not args.crf:
         return None
-    from ..crf import CRFParams
+    from .._crf_params import CRFParams
 
     params = CRFParams()
     for name in ("iterations", "gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",

@@ -24,6 +24,15 @@ def test_engine_imports_no_gui_modules():
     assert out.stdout.strip() == "", f"core/ pulled in GUI modules: {out.stdout}"
 
 
+def test_command_line_help_does_not_import_torch():
+    """`segdeep --help` and `segdeep vectorize ...` stay quick: building the parser imports no torch
+    (importing torch costs ~2 s and ~0.5 GB here)."""
+    code = ("import sys\nfrom segdeep.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"building the CLI parser imported {out.stdout.strip()}"
+
+
 def test_wheel_installs_and_runs(tmp_path):
     """Build the wheel, install it (no deps) into a folder first on the path, import and run it."""
     dist = tmp_path / "dist"
