@@ -19,6 +19,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,20 @@ def model_loads() -> dict:
     return dict(LOAD_COUNT)
 
 
+def gpu_for_worker(name, gpu_count: int) -> int | None:
+    """The CUDA device a worker of a ``local:N`` cluster uses: worker ``i`` (LocalCluster names its
+    workers 0..N-1) takes GPU ``i mod gpu_count``; None without GPUs."""
+    if gpu_count < 1:
+        return None
+    text = str(name)
+    index = int(text) if text.isdigit() else zlib.crc32(text.encode())
+    return index % gpu_count
+
+
 class TorchThreads(WorkerPlugin):
-    """Dask worker plugin: torch uses ``n`` threads in every worker (one task = one core)."""
+    """Dask worker plugin for ``local:N`` clusters: torch uses ``n`` threads in every worker (one task
+    = one core), and on a multi-GPU machine each worker makes its own GPU the current CUDA device
+    (:func:`gpu_for_worker`), so ``device="auto"`` / ``"cuda"`` spreads the workers over the GPUs."""
 
     name = "segdeep-torch-threads"
 
@@ -80,6 +93,9 @@ class TorchThreads(WorkerPlugin):
         import torch
 
         torch.set_num_threads(self.n)
+        gpu = gpu_for_worker(worker.name, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
 
 
 @dataclass(frozen=True)

@@ -216,3 +216,16 @@ def test_worker_killed_mid_run_output_complete(data, ref, client, tmp_path):
     client.wait_for_workers(2, timeout=120)  # the nanny restarted it
     assert victim not in client.run(os.getpid).values()
     assert np.array_equal(_read(ref.labels)[0], _read(got.labels)[0])
+
+
+def test_local_cluster_workers_spread_over_gpus():
+    """local:N on a multi-GPU machine: worker i uses GPU i mod count (LocalCluster names workers 0..N-1)."""
+    assert [_dask_tasks.gpu_for_worker(i, 2) for i in range(4)] == [0, 1, 0, 1]
+    assert [_dask_tasks.gpu_for_worker(str(i), 3) for i in range(4)] == [0, 1, 2, 0]
+    assert _dask_tasks.gpu_for_worker("tcp://10.0.0.5:40123", 4) in range(4)
+    assert _dask_tasks.gpu_for_worker(1, 0) is None  # no GPU: nothing to choose
+
+
+def test_local_cluster_workers_torch_threads(client):
+    """The plugin of local:N clusters: one torch thread per worker (a task is one core)."""
+    assert set(client.run(torch.get_num_threads).values()) == {1}
