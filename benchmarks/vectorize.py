@@ -3,11 +3,18 @@
 For generated label rasters of 16 and 256 megapixels (smooth regions of 6 classes, like a CNN's
 output, plus 0.05 % single-pixel specks), each measurement runs in its own subprocess so its peak
 RSS is its own: megapixels of label raster per second and peak resident memory, for
-``vectorize_raster`` (block by block, border merging, GeoPackage) and for the common approach of
+``vectorize_raster`` (block by block, border merging, GeoPackage) with each ``--workers`` setting
+(``auto`` = one process per usable core, the default), and for the common approach of
 ``rasterio.features.shapes`` over the whole array + ``shapely.geometry.shape`` per polygon + one
-pyogrio write (what Raster Vision and Deepness do).
+pyogrio write (what Raster Vision and Deepness do). CPU seconds include the worker processes.
 
-    .venv/bin/python benchmarks/vectorize.py [--sizes 16 256] [--whole 16 256] [--block-size 2048]
+    .venv/bin/python benchmarks/vectorize.py [--sizes 16 256] [--whole 16 256] [--workers 1 auto]
+        [--baseline DIR]
+
+``--baseline DIR`` (a checkout of another segdeep version, e.g. ``git worktree add /tmp/old COMMIT``)
+runs that version's ``vectorize_raster`` too, right before each current run with the same settings,
+so both are measured in one run under the same machine load ("auto" becomes the number of usable
+cores for it).
 
 Rasters are generated block by block into a temporary folder (kept between runs with --keep).
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -70,19 +78,31 @@ def generate(path: Path, side: int) -> None:
                 writer.write(Window(c, r, w, h), _labels_block(field, r, c, h, w, seed=i * 1000 + j))
 
 
-def stream(path: Path, out: Path, block_size: int, workers: int = 1) -> dict:
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def stream(path: Path, out: Path, block_size: int, workers: int | str = 1) -> dict:
+    import multiprocessing.forkserver
+
     import pyogrio.raw  # noqa: F401 - imports are not timed
     import scipy.sparse.csgraph  # noqa: F401
     from segdeep.vectorize import vectorize_raster
 
-    def children_cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = vectorize_raster(path, out, block_size=block_size, workers=workers)
-    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0 + children_cpu() - k0,
-            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    seconds = time.perf_counter() - t0
+    # Workers forked by the fork server are its children: stop it so that their CPU time and peak
+    # RSS are counted in RUSAGE_CHILDREN (private API; without it they are simply not counted).
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - c0 + children.ru_utime + children.ru_stime,
+            "worker_peak_rss_mb": children.ru_maxrss / 1024,
             "polygons": summary["polygons"],
             "max_open_pieces": summary["max_open_pieces"]}
 
@@ -111,16 +131,19 @@ def _child(argv: list[str]) -> None:
         generate(path, int(argv[3]))
         result = {}
     elif mode == "stream":
-        result = stream(path, out, int(argv[3]), int(argv[4]))
+        result = stream(path, out, int(argv[3]), argv[4] if argv[4] == "auto" else int(argv[4]))
     else:
         result = whole(path, out)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
-def _run(*args) -> dict:
+def _run(*args, baseline: Path | None = None) -> dict:
+    env = None
+    if baseline is not None:  # import segdeep from the baseline checkout
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -131,15 +154,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 256], help="megapixels (square rasters)")
     parser.add_argument("--whole", type=int, nargs="*", default=[16, 256], help="sizes also run whole-array")
     parser.add_argument("--block-size", type=int, default=2048)
-    parser.add_argument("--workers", type=int, nargs="*", default=[2], help="also run with these process counts")
+    parser.add_argument("--workers", nargs="+", default=["1", "auto"],
+                        help="vectorize_raster workers settings to run (numbers of processes or auto)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="a checkout of another segdeep version to run as well, interleaved")
     parser.add_argument("--folder", default=None, help="where rasters go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated rasters")
     args = parser.parse_args()
     folder = Path(args.folder or tempfile.mkdtemp(prefix="segdeep_bench_vec_"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"load average {Path('/proc/loadavg').read_text().split()[0] if Path('/proc/loadavg').exists() else '?'}"
-          " (MP/s per CPU second is less sensitive to other jobs than wall-clock MP/s)")
-    print(f"{'raster':>10} {'method':>22} {'seconds':>8} {'MP/s':>7} {'MP/cpu-s':>9} {'peak RSS MB':>12} "
+    baseline_path = None
+    if args.baseline is not None:
+        if not (args.baseline / "core" / "vectorize.py").is_file():
+            raise SystemExit(f"--baseline {args.baseline}: no core/vectorize.py there (a segdeep checkout?)")
+        baseline_path = folder / "baseline_path"
+        baseline_path.mkdir(exist_ok=True)
+        link = baseline_path / "segdeep"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(args.baseline.resolve() / "core")
+    print(f"load average {Path('/proc/loadavg').read_text().split()[0] if Path('/proc/loadavg').exists() else '?'}, "
+          f"{_usable_cpus()} usable cores (MP/cpu-s is less sensitive to other jobs than wall-clock MP/s)")
+    print(f"{'raster':>10} {'method':>26} {'seconds':>8} {'MP/s':>7} {'MP/cpu-s':>9} {'peak RSS MB':>12} "
           f"{'worker RSS':>10} {'polygons':>9}")
     try:
         for mp in args.sizes:
@@ -147,17 +183,21 @@ def main() -> None:
             path = folder / f"labels_{mp}mp.tif"
             if not path.exists():
                 _run("generate", path, "-", side)
-            runs = [("stream", f"segdeep block {args.block_size}", (args.block_size, 1))]
-            runs += [("stream", f"segdeep {w} workers", (args.block_size, w)) for w in args.workers if w > 1]
+            runs = []
+            for w in args.workers:
+                if baseline_path is not None:
+                    old_w = str(_usable_cpus()) if w == "auto" else w
+                    runs.append(("stream", f"baseline workers={old_w}", (args.block_size, old_w), baseline_path))
+                runs.append(("stream", f"segdeep workers={w}", (args.block_size, w), None))
             if mp in args.whole:
-                runs.append(("whole", "whole array at once", ()))
-            for mode, name, extra in runs:
+                runs.append(("whole", "whole array at once", (), None))
+            for mode, name, extra, base in runs:
                 out = folder / f"out_{mode}_{mp}.gpkg"
-                r = _run(mode, path, out, *extra)
+                r = _run(mode, path, out, *extra, baseline=base)
                 out.unlink(missing_ok=True)
                 mps, cpu_mps = side * side / 1e6 / r["seconds"], side * side / 1e6 / r["cpu_seconds"]
                 worker = f"{r['worker_peak_rss_mb']:.0f}" if r.get("worker_peak_rss_mb") else "-"
-                print(f"{mp:>7} MP {name:>22} {r['seconds']:>8.2f} {mps:>7.1f} {cpu_mps:>9.1f} "
+                print(f"{mp:>7} MP {name:>26} {r['seconds']:>8.2f} {mps:>7.1f} {cpu_mps:>9.1f} "
                       f"{r['peak_rss_mb']:>12.0f} {worker:>10} {r['polygons']:>9}", flush=True)
     finally:
         if not args.keep and not args.folder:

@@ -8,13 +8,19 @@ until their block row is done; pieces of the same class that share an edge (not 
 grouped (STRtree + DE-9IM boundary/boundary dimension 1, connected components) and a group is
 unioned as soon as it cannot grow into the next block row. Memory is one block (per worker) plus
 the pieces of regions still open across the current block-row border.
+
+In parallel (``workers`` > 1), worker processes polygonize blocks and also finish their interior
+polygons (``finish``: coordinates, attributes, WKB), so that little crosses the process boundary
+and this process only merges border pieces and writes; it polygonizes blocks itself whenever the
+next result is not ready.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
+import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -177,33 +183,138 @@ class _BlockReader:
 _READERS: dict[str, _BlockReader] = {}  # per process: worker processes keep their reader
 
 
-def _block_polygons(path: str, block: tuple[int, int, int, int],
-                    excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Read and polygonize one block (also the task of a worker process)."""
+def _block_polygons(path: str, block: tuple[int, int, int, int], excluded: np.ndarray,
+                    size: tuple[int, int] | None = None, finish: Callable | None = None) -> tuple:
+    """Read and polygonize one block (also the task of a worker process or a cluster).
+
+    Without ``size``: ``(geometries, class values)`` of the block. With ``size`` (the raster's width,
+    height): ``(interior, border geometries, border class values)``, where ``interior`` is
+    ``finish(class values, geometries)`` (or that pair) for the polygons touching no inner block
+    edge (final already), or None when there are none.
+    """
     reader = _READERS.get(path) or _READERS.setdefault(path, _BlockReader(path))
     labels, valid = reader.read(block)
     mask = valid & ~excluded[labels]
-    return polygonize_block(labels, None if mask.all() else mask, block[0], block[1])
+    geoms, cls = polygonize_block(labels, None if mask.all() else mask, block[0], block[1])
+    if size is None:
+        return geoms, cls
+    (c0, r0, c1, r1), (width, height) = block, size
+    border = np.zeros(len(geoms), dtype=bool)
+    if len(geoms):
+        b = shapely.bounds(geoms)
+        border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
+                  | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
+    interior = None
+    if (~border).any():
+        interior = (cls[~border], geoms[~border])
+        if finish is not None:
+            interior = finish(*interior)
+    return interior, geoms[border], cls[border]
 
 
-def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
-                  workers: int = 1, progress: Callable[[int, int], None] | None = None,
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: ``workers="auto"`` polygonizes in one process below this many pixels (starting processes would
+#: cost more than they save).
+AUTO_MIN_PIXELS = 8 * 2**20
+
+
+def resolve_workers(workers: int | str, n_pixels: int, n_blocks: int) -> int:
+    """The number of processes for ``workers`` (an int >= 1 or ``"auto"``: one per usable CPU core,
+    at most one per block, 1 for rasters under :data:`AUTO_MIN_PIXELS`)."""
+    if workers == "auto":
+        if n_pixels < AUTO_MIN_PIXELS:
+            return 1
+        return max(1, min(_usable_cpus(), n_blocks))
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise SegdeepError(f"workers {workers!r} must be a whole number >= 1 or 'auto'")
+    return int(workers)
+
+
+def _process_pool(workers: int):
+    """Worker processes forked from Python's fork server, which imports the main script (as
+    multiprocessing does for every worker; scripts need the ``if __name__ == "__main__":`` guard)
+    and segdeep once per session: workers then start in milliseconds instead of each re-importing
+    numpy, rasterio, shapely and the main script. Spawned where there is no fork server (Windows)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # This process is importing an unguarded main script to become a worker: starting workers
+        # from here would recurse.
+        raise RuntimeError("segdeep: polygonizing in worker processes was requested while a worker "
+                           "process imported the main script; put the script's code under "
+                           "'if __name__ == \"__main__\":', or pass workers=1")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["__main__", "segdeep.vectorize"])  # no effect once the server runs
+        forkserver.ensure_running()  # returns at once; the server imports while this process works
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStack) -> Iterator[tuple]:
+    """``_block_polygons(*a)`` for each ``a`` of ``args``, in order, computed by ``workers - 1`` worker
+    processes and by this process, which polygonizes a block itself whenever the next result is not
+    ready (the first one while the workers start), so that no core waits. At most ``2 * workers``
+    blocks are in flight or waiting here. If the worker processes die (killed, or an unguarded main
+    script), the remaining blocks are polygonized here, with a warning: the same result."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    n, window, in_pool = len(args), 2 * workers, 2 * (workers - 1)
+    pool = _process_pool(workers - 1)
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    futures: dict = {}
+    local: dict[int, tuple] = {}
+    assigned = 0  # args[:assigned] went to the pool or were computed here
+    broken = False
+
+    def from_pool(i: int) -> tuple:
+        nonlocal broken
+        try:
+            return futures.pop(i).result()
+        except BrokenProcessPool as exc:
+            if not broken:
+                warnings.warn(f"segdeep: worker processes failed ({exc}); polygonizing the remaining "
+                              "blocks in this process", RuntimeWarning, stacklevel=2)
+            broken = True
+            return _block_polygons(*args[i])
+
+    for i in range(n):
+        while i not in local and not (i in futures and futures[i].done()):
+            if i > 0 and not broken:  # after the first block, done here while the fork server started
+                try:
+                    while assigned < min(n, i + window) and len(futures) < in_pool:
+                        futures[assigned] = pool.submit(_block_polygons, *args[assigned])
+                        assigned += 1
+                except BrokenProcessPool:
+                    broken = True
+                if futures[i].done() if i in futures else False:
+                    break
+            if assigned < min(n, i + window):
+                local[assigned] = _block_polygons(*args[assigned])
+                assigned += 1
+            else:
+                break
+        yield local.pop(i) if i in local else from_pool(i)
+
+
+def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
+                  workers: int | str = 1, progress: Callable[[int, int], None] | None = None,
                   stats: dict | None = None, map_blocks: Callable | None = None,
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
-
-    Batches come per block (interior polygons) and per block row (merged border regions). Nodata
-    (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
-    polygonizes blocks in that many processes (at most ``2 * workers`` blocks in flight; the
-    result is the same). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
-    receives ``blocks`` and ``max_open_pieces``. ``map_blocks(func, args_list)`` replaces the local
-    polygonization of blocks: it must return ``func(*args)`` for each args tuple, in order (e.g. on a
-    Dask cluster, :mod:`segdeep.distributed`); the border merging stays here.
-    """
+                  finish: Callable | None = None) -> Iterator:
+    """:func:`iter_polygons`, each batch passed through ``finish(class values, geometries)`` (a
+    picklable callable; for block interiors it runs where the block is polygonized)."""
     if block_size < 1:
         raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
-    if workers < 1:
-        raise SegdeepError(f"workers {workers} must be at least 1")
     ds = _open(labels_path)
     with contextlib.ExitStack() as stack:
         stack.enter_context(ds)
@@ -217,37 +328,20 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
         excluded[NODATA_LABEL] = True
         blocks = [(c * block_size, r * block_size, min(width, (c + 1) * block_size),
                    min(height, (r + 1) * block_size)) for r in range(n_rows) for c in range(n_cols)]
+        args = [(str(labels_path), block, excluded, (width, height), finish) for block in blocks]
+        workers = resolve_workers(workers, width * height, len(blocks))
         if map_blocks is not None:
-            polygons = map_blocks(_block_polygons, [(str(labels_path), block, excluded) for block in blocks])
+            results = map_blocks(_block_polygons, args)
         elif workers > 1 and len(blocks) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = stack.enter_context(ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")))
-            pending: collections.deque = collections.deque()
-            todo = iter(blocks)
-
-            def results():
-                for block in itertools.islice(todo, 2 * workers):
-                    pending.append(pool.submit(_block_polygons, str(labels_path), block, excluded))
-                while pending:
-                    result = pending.popleft().result()
-                    for block in itertools.islice(todo, 1):
-                        pending.append(pool.submit(_block_polygons, str(labels_path), block, excluded))
-                    yield result
-            polygons = results()
+            results = _shared_in_order(args, workers, stack)
         else:
-            polygons = (_block_polygons(str(labels_path), block, excluded) for block in blocks)
+            results = (_block_polygons(*a) for a in args)
         merger = BorderMerger(height)
-        for done, ((c0, r0, c1, r1), (geoms, cls)) in enumerate(zip(blocks, polygons, strict=True), start=1):
-            if len(geoms):
-                b = shapely.bounds(geoms)
-                border = (((c0 > 0) & (b[:, 0] == c0)) | ((c1 < width) & (b[:, 2] == c1))
-                          | ((r0 > 0) & (b[:, 1] == r0)) | ((r1 < height) & (b[:, 3] == r1)))
-                if (~border).any():
-                    yield cls[~border], geoms[~border]
-                merger.add(geoms[border], cls[border])
+        for done, ((_, r0, c1, r1), (interior, border_geoms, border_cls)) in enumerate(
+                zip(blocks, results, strict=True), start=1):
+            if interior is not None:
+                yield interior
+            merger.add(border_geoms, border_cls)
             if progress is not None:
                 progress(done, len(blocks))
             if c1 == width:  # end of a block row
@@ -255,5 +349,26 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
                 if stats is not None:
                     stats.update(blocks=done, max_open_pieces=merger.max_open)
                 if merged:
-                    yield (np.array([m[0] for m in merged], dtype=np.uint8),
-                           np.array([m[1] for m in merged], dtype=object))
+                    batch = (np.array([m[0] for m in merged], dtype=np.uint8),
+                             np.array([m[1] for m in merged], dtype=object))
+                    yield finish(*batch) if finish is not None else batch
+
+
+def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
+                  workers: int | str = 1, progress: Callable[[int, int], None] | None = None,
+                  stats: dict | None = None, map_blocks: Callable | None = None,
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream the polygons of a label raster as batches ``(class values, polygons in pixel coords)``.
+
+    Batches come per block (interior polygons) and per block row (merged border regions). Nodata
+    (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
+    polygonizes blocks in that many processes, this one included (at most ``2 * workers`` blocks
+    in flight; the result is the same); ``"auto"`` = one per usable CPU core for rasters of 8 MP or
+    more (:func:`resolve_workers`). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
+    receives ``blocks`` and ``max_open_pieces``. ``map_blocks(func, args_list)`` replaces the local
+    polygonization of blocks: it must return ``func(*args)`` for each args tuple, in order (e.g. on a
+    Dask cluster, :mod:`segdeep.distributed`); ``args[0]`` is the raster's path; the border merging
+    stays here.
+    """
+    return _iter_batches(labels_path, block_size=block_size, exclude=exclude, workers=workers,
+                         progress=progress, stats=stats, map_blocks=map_blocks)

@@ -9,6 +9,7 @@ final names only when complete. A GeoPackage also gets a QGIS style per layer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from ._polygonize import BorderMerger, iter_polygons, polygonize_block
+from ._polygonize import BorderMerger, _iter_batches, iter_polygons, polygonize_block
 from .classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from .errors import SegdeepError
 from .raster import open_raster, read_classes_tag
@@ -64,6 +65,21 @@ def _apply_transform(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     return shapely.transform(geoms, affine)
 
 
+@contextlib.contextmanager
+def _no_sqlite_sync():
+    """GeoPackage appends without SQLite's fsync per transaction (``OGR_SQLITE_SYNCHRONOUS=OFF``):
+    each append to a growing file otherwise waits for the disk (0.1-0.2 s each). Safe here: the file
+    is a temporary one that gets its final name only when complete."""
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
+    pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": before})
+
+
 class _Sink:
     """Buffered writer of polygon layers through pyogrio, into a temporary folder."""
 
@@ -100,7 +116,7 @@ class _Sink:
             kinds = {"class_index": np.int32, "class_idx": np.int32, "class_name": object}
             wkb, cols = np.empty(0, dtype=object), [np.empty(0, dtype=kinds.get(f, np.float64)) for f in self.fields]
         target = self.tmpdir / self.file_for(layer).name
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_sqlite_sync():
             warnings.simplefilter("ignore", RuntimeWarning)  # GDAL notes (field name laundering)
             warnings.simplefilter("ignore", UserWarning)  # "no crs" for rasters without georeference
             pyogrio.raw.write(target, wkb, cols, self.fields, layer=layer, driver=self.driver,
@@ -156,6 +172,43 @@ def _area_m2(geoms: np.ndarray, area: np.ndarray, crs, bounds) -> np.ndarray | N
     return None
 
 
+class _Attributes:
+    """Pixel-coordinate polygons -> ``(class values, WKB, attribute columns, number dropped)``: CRS
+    coordinates, simplification, areas, minimum-area filter, orientation, perimeter, names. Picklable
+    and self-contained, so worker processes apply it to block interiors and the parent to merged
+    border regions: the same steps whoever runs them, so the same output for any ``workers``."""
+
+    def __init__(self, transform: Affine, simplify: float, min_area: float, crs, bounds,
+                 names: dict[int, str]) -> None:
+        self.transform, self.simplify, self.min_area, self.crs, self.bounds = transform, simplify, min_area, crs, bounds
+        self.names = names
+        self.pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+
+    def __call__(self, cls: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int]:
+        geoms = _apply_transform(px, self.transform)
+        if self.simplify > 0:
+            geoms = shapely.simplify(geoms, self.simplify, preserve_topology=True)
+            if not shapely.is_valid(geoms).all():  # rare; keep the polygonal parts of the repair
+                parts, index = shapely.get_parts(shapely.make_valid(geoms), return_index=True)
+                parts, sub = shapely.get_parts(parts, return_index=True)  # multipolygons in a collection
+                index = index[sub]
+                polygonal = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+                geoms, cls = parts[polygonal], cls[index[polygonal]]
+            area = shapely.area(geoms)
+        else:
+            area = shapely.area(px) * self.pixel_area  # exact: integer pixel counts
+        geoms = shapely.orient_polygons(geoms)  # exterior counter-clockwise, holes clockwise
+        area_m2 = _area_m2(geoms, area, self.crs, self.bounds)
+        keep = ((area_m2 if area_m2 is not None else area) >= self.min_area) & ~shapely.is_empty(geoms)
+        dropped = int((~keep).sum())
+        cls, geoms, area = cls[keep], geoms[keep], area[keep]
+        area_m2 = area_m2[keep] if area_m2 is not None else None
+        perimeter = shapely.length(geoms)
+        names = np.array([self.names.get(v, f"class {v}") for v in cls.tolist()], dtype=object)
+        columns = [cls.astype(np.int32), names, area] + ([area_m2] if area_m2 is not None else []) + [perimeter]
+        return cls, shapely.to_wkb(geoms), columns, dropped
+
+
 def _move_outputs(tmpdir: Path, files: list[Path]) -> None:
     for final in files:
         if final.suffix == ".shp":  # a shapefile is several files with the same stem
@@ -176,7 +229,7 @@ def vectorize_raster(
     classes: Sequence[ClassInfo] | None = None,
     exclude: Sequence[int | str] = (),
     block_size: int = 2048,
-    workers: int = 1,
+    workers: int | str = "auto",
     map_blocks: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
@@ -194,7 +247,11 @@ def vectorize_raster(
         classes: palette for names and colours; default the one stored in the label raster, else Dubai's.
         exclude: class names or indices that get no polygons (nodata never does).
         block_size: pixels per block side; memory grows with its square, the result does not change.
-        workers: processes polygonizing blocks in parallel (1 = in this process); same result.
+        workers: processes polygonizing blocks in parallel, this one included (1 = only this one);
+            ``"auto"`` (default) = one per usable CPU core for rasters of 8 MP or more, else 1. The
+            others are forked from Python's fork server, which imports the main script once (so a
+            script needs the ``if __name__ == "__main__":`` guard, as with any multiprocessing).
+            The result is the same for any value.
         progress: called as ``progress(blocks_done, blocks_total)``.
 
     Every polygon has ``class_index`` (``class_idx`` in a Shapefile), ``class_name``, ``area`` (CRS
@@ -219,7 +276,6 @@ def vectorize_raster(
     by_index = {c.index: c for c in classes}
     excluded = _resolve_exclude(exclude, classes)
     crs, transform = info.crs, info.transform
-    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
     probe_m2 = _area_m2(np.empty(0, dtype=object), np.zeros(0), crs, info.bounds)
     fields = ["class_idx" if fmt == "shp" else "class_index", "class_name", "area"]
     fields += ["area_m2"] if probe_m2 is not None else []
@@ -237,32 +293,15 @@ def vectorize_raster(
     stats: dict = {}
     per_class: dict[int, dict] = {}
     dropped = 0
+    finish = _Attributes(transform, simplify, min_area, crs, info.bounds,
+                         {c.index: c.name for c in classes})
     try:
         sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class)
-        for cls, px in iter_polygons(labels_path, block_size=block_size, exclude=excluded, workers=workers,
-                                     progress=progress, stats=stats, map_blocks=map_blocks):
-            geoms = _apply_transform(px, transform)
-            if simplify > 0:
-                geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
-                if not shapely.is_valid(geoms).all():  # rare; keep the polygonal parts of the repair
-                    parts, index = shapely.get_parts(shapely.make_valid(geoms), return_index=True)
-                    parts, sub = shapely.get_parts(parts, return_index=True)  # multipolygons in a collection
-                    index = index[sub]
-                    polygonal = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
-                    geoms, cls = parts[polygonal], cls[index[polygonal]]
-                area = shapely.area(geoms)
-            else:
-                area = shapely.area(px) * pixel_area  # exact: integer pixel counts
-            geoms = shapely.orient_polygons(geoms)  # exterior counter-clockwise, holes clockwise
-            area_m2 = _area_m2(geoms, area, crs, info.bounds)
-            keep = ((area_m2 if area_m2 is not None else area) >= min_area) & ~shapely.is_empty(geoms)
-            dropped += int((~keep).sum())
-            cls, geoms, area = cls[keep], geoms[keep], area[keep]
-            area_m2 = area_m2[keep] if area_m2 is not None else None
-            perimeter = shapely.length(geoms)
-            names = np.array([class_of(int(v)).name for v in cls], dtype=object)
-            columns = [cls.astype(np.int32), names, area] + ([area_m2] if area_m2 is not None else []) + [perimeter]
-            wkb = shapely.to_wkb(geoms)
+        for batch in _iter_batches(labels_path, block_size=block_size, exclude=excluded, workers=workers,
+                                   progress=progress, stats=stats, map_blocks=map_blocks, finish=finish):
+            cls, wkb, columns, n_dropped = batch
+            dropped += n_dropped
+            area, area_m2 = columns[2], (columns[3] if len(columns) == 5 else None)
             for v in np.unique(cls).tolist():
                 sel = cls == v
                 stat = per_class.setdefault(v, {"polygons": 0, "area": 0.0})

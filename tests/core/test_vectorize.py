@@ -105,16 +105,22 @@ def test_block_size_does_not_change_the_polygons(by_block_size):
             assert _canonical(a) == _canonical(b)
 
 
-def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_path):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_path, workers):
     path, _ = labels_tif
     out = tmp_path / "workers.gpkg"
-    summary = vectorize_raster(path, out, block_size=512, workers=2)
+    summary = vectorize_raster(path, out, block_size=512, workers=workers)
     gdf = pyogrio.read_dataframe(out, layer="workers")
     _, ref = by_block_size[max(by_block_size)]
     assert summary["blocks"] == 9 and len(gdf) == len(ref)
     for c in range(6):
         assert _canonical(gdf.geometry[gdf["class_index"] == c].values) == _canonical(
             ref.geometry[ref["class_index"] == c].values)
+    # Same features in the same order, with the same attributes, as in one process.
+    vectorize_raster(path, tmp_path / "one.gpkg", block_size=512, workers=1)
+    one = pyogrio.read_dataframe(tmp_path / "one.gpkg", layer="one")
+    assert shapely.to_wkb(gdf.geometry.values).tolist() == shapely.to_wkb(one.geometry.values).tolist()
+    assert gdf.drop(columns="geometry").equals(one.drop(columns="geometry"))
 
 
 def test_shapes_are_topologically_right(by_block_size):
@@ -219,7 +225,7 @@ def test_cli(labels_tif, tmp_path, capsys):
 
     path, _ = labels_tif
     out = tmp_path / "cli.gpkg"
-    assert main(["vectorize", str(path), "--out", str(out), "--min-area", "1", "--quiet"]) == 0
+    assert main(["vectorize", str(path), "--out", str(out), "--min-area", "1", "--workers", "2", "--quiet"]) == 0
     assert "polygons" in capsys.readouterr().out and out.exists()
     assert main(["vectorize", str(path), "--out", str(tmp_path / "y.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
