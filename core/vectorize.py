@@ -181,7 +181,7 @@ class _Attributes:
     def __init__(self, transform: Affine, simplify: float, min_area: float, crs, bounds,
                  names: dict[int, str]) -> None:
         self.transform, self.simplify, self.min_area, self.crs, self.bounds = transform, simplify, min_area, crs, bounds
-        self.names = names
+        self.names = np.array([names.get(v, f"class {v}") for v in range(256)], dtype=object)  # by value
         self.pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
 
     def __call__(self, cls: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int]:
@@ -204,7 +204,7 @@ class _Attributes:
         cls, geoms, area = cls[keep], geoms[keep], area[keep]
         area_m2 = area_m2[keep] if area_m2 is not None else None
         perimeter = shapely.length(geoms)
-        names = np.array([self.names.get(v, f"class {v}") for v in cls.tolist()], dtype=object)
+        names = self.names[cls]
         columns = [cls.astype(np.int32), names, area] + ([area_m2] if area_m2 is not None else []) + [perimeter]
         return cls, shapely.to_wkb(geoms), columns, dropped
 
