@@ -226,9 +226,12 @@ AUTO_MIN_PIXELS = 8 * 2**20
 
 def resolve_workers(workers: int | str, n_pixels: int, n_blocks: int) -> int:
     """The number of processes for ``workers`` (an int >= 1 or ``"auto"``: one per usable CPU core,
-    at most one per block, 1 for rasters under :data:`AUTO_MIN_PIXELS`)."""
+    at most one per block; 1 for rasters under :data:`AUTO_MIN_PIXELS` and in daemonic processes,
+    e.g. a Dask worker, which cannot start processes)."""
     if workers == "auto":
-        if n_pixels < AUTO_MIN_PIXELS:
+        import multiprocessing
+
+        if n_pixels < AUTO_MIN_PIXELS or multiprocessing.current_process().daemon:  # daemons have no children
             return 1
         return max(1, min(_usable_cpus(), n_blocks))
     if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
