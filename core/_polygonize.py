@@ -1,7 +1,8 @@
 """Streaming polygonization of a label raster in global pixel coordinates, seam-free across blocks.
 
-Each block is polygonized with :func:`rasterio.features.shapes` (4-connectivity, so pixels touching
-only at a corner are separate polygons and every polygon is valid) in *global pixel coordinates*:
+Each block is polygonized by GDAL's polygonizer (:mod:`segdeep._gdal_shapes`, returning WKB; else
+:func:`rasterio.features.shapes`, the same polygons) with 4-connectivity, so pixels touching
+only at a corner are separate polygons and every polygon is valid, in *global pixel coordinates*:
 vertices are exact integers, so pieces of one region cut by a block edge share their edge exactly.
 Polygons that touch no inner block edge are final at once. Pieces touching an inner block edge wait
 until their block row is done; pieces of the same class that share an edge (not just a corner) are
@@ -31,6 +32,7 @@ from rasterio.enums import MaskFlags
 from rasterio.features import shapes
 from rasterio.windows import Window
 
+from ._gdal_shapes import polygonize_wkb
 from .classes import NODATA_LABEL
 from .errors import SegdeepError
 from .raster import _open, read_window
@@ -43,6 +45,9 @@ def polygonize_block(labels: np.ndarray, mask: np.ndarray | None, col_off: int =
     ``mask`` (bool, or None for all) selects the pixels that may become polygons; ``col_off``/``row_off`` place the
     block in the raster (pixels). Vertices are integers, 4-connectivity.
     """
+    fast = polygonize_wkb(labels, mask, col_off, row_off)  # the same polygons, without GeoJSON dicts
+    if fast is not None:
+        return shapely.from_wkb(np.array(fast[0], dtype=object)), fast[1]
     items = list(shapes(labels, mask=mask, connectivity=4, transform=Affine.translation(col_off, row_off)))
     if not items:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.uint8)

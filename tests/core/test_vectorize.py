@@ -123,6 +123,30 @@ def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_
     assert gdf.drop(columns="geometry").equals(one.drop(columns="geometry"))
 
 
+def test_gdal_polygonizer_without_rasterio_dicts_gives_rasterio_polygons(monkeypatch, labels_tif, tmp_path):
+    from affine import Affine as _Affine
+    from rasterio.features import shapes
+    from segdeep import _gdal_shapes
+    from shapely.geometry import shape
+
+    lab = np.ascontiguousarray(make_labels()[200:600, 150:700])
+    mask = lab != 255
+    mask[50:60, :] = False
+    wkb, values = _gdal_shapes.polygonize_wkb(lab, mask, 1000, 2000)
+    expected = list(shapes(lab, mask=mask, connectivity=4, transform=_Affine.translation(1000, 2000)))
+    assert values.tolist() == [int(v) for _, v in expected]
+    assert wkb == [shape(g).wkb for g, _ in expected]  # same rings, same vertex order
+    # The whole vectorization without the ctypes path (rasterio.features.shapes) gives the same file.
+    path, _ = labels_tif
+    vectorize_raster(path, tmp_path / "fast.gpkg", block_size=300)
+    monkeypatch.setattr(_gdal_shapes, "_gdal", lambda: None)
+    vectorize_raster(path, tmp_path / "rio.gpkg", block_size=300)
+    a = pyogrio.read_dataframe(tmp_path / "fast.gpkg", layer="fast")
+    b = pyogrio.read_dataframe(tmp_path / "rio.gpkg", layer="rio")
+    assert shapely.to_wkb(a.geometry.values).tolist() == shapely.to_wkb(b.geometry.values).tolist()
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+
+
 def test_shapes_are_topologically_right(by_block_size):
     _, gdf = by_block_size[256]
     ring = gdf[(gdf["class_index"] == 0) & (gdf["area"] > 1000)]
