@@ -127,16 +127,19 @@ def polygonize_wkb(labels: np.ndarray, mask: np.ndarray | None, col_off: int,
         api["reset"](layer)
         wkbs, values = [], []
         next_feature, value, geometry = api["next"], api["value"], api["geometry"]
-        wkb_size, to_wkb, destroy = api["wkb_size"], api["to_wkb"], api["feature_destroy"]
+        wkb_size, to_wkb, destroy, string_at = api["wkb_size"], api["to_wkb"], api["feature_destroy"], ctypes.string_at
+        buffer = ctypes.create_string_buffer(1 << 16)  # reused; grown for larger polygons
         while feature := next_feature(layer):
             values.append(value(feature, 0))
             geom = geometry(feature)
             if not geom:
                 destroy(feature)
                 return None
-            buffer = ctypes.create_string_buffer(wkb_size(geom))
+            size = wkb_size(geom)
+            if size > len(buffer):
+                buffer = ctypes.create_string_buffer(2 * size)
             to_wkb(geom, _WKB_NDR, buffer)
-            wkbs.append(buffer.raw)
+            wkbs.append(string_at(buffer, size))
             destroy(feature)
         return wkbs, np.array(values, dtype=np.uint8)
     except OSError:

@@ -72,13 +72,16 @@ def style_sld(layer: str, classes: list[ClassInfo], attribute: str = "class_inde
 
 
 def write_layer_styles(gpkg: str | Path, layers: dict[str, list[ClassInfo]],
-                       attribute: str = "class_index") -> None:
+                       attribute: str = "class_index", sync: bool = True) -> None:
     """Add (or replace) one default QGIS style per layer in the GeoPackage ``gpkg``.
 
-    ``layers`` maps a layer name to the classes that may appear in it.
+    ``layers`` maps a layer name to the classes that may appear in it. ``sync=False`` skips SQLite's
+    waits for the disk (for a temporary file that the caller flushes itself).
     """
     con = sqlite3.connect(gpkg)
     try:
+        if not sync:
+            con.execute("PRAGMA synchronous=OFF")
         geom_cols = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"))
         con.execute(_CREATE)
         stamp = datetime.now(UTC)

@@ -283,7 +283,7 @@ def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStac
     futures: dict = {}
     local: dict[int, tuple] = {}
     assigned = 0  # args[:assigned] went to the pool or were computed here
-    broken = False
+    broken = warmed_up = False
 
     def from_pool(i: int) -> tuple:
         nonlocal broken
@@ -299,8 +299,11 @@ def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStac
     for i in range(n):
         while i not in local and not (i in futures and futures[i].done()):
             if i > 0 and not broken:  # after the first block, done here while the fork server started
+                # One block per worker until the workers have delivered (they start late: queued
+                # blocks would wait for them while this process is free), then two.
+                warmed_up = warmed_up or any(f.done() for f in futures.values())
                 try:
-                    while assigned < min(n, i + window) and len(futures) < in_pool:
+                    while assigned < min(n, i + window) and len(futures) < (in_pool if warmed_up else workers - 1):
                         futures[assigned] = pool.submit(_block_polygons, *args[assigned])
                         assigned += 1
                 except BrokenProcessPool:

@@ -69,7 +69,7 @@ def _apply_transform(geoms: np.ndarray, transform: Affine) -> np.ndarray:
 def _no_sqlite_sync():
     """GeoPackage appends without SQLite's fsync per transaction (``OGR_SQLITE_SYNCHRONOUS=OFF``):
     each append to a growing file otherwise waits for the disk (0.1-0.2 s each). Safe here: the file
-    is a temporary one that gets its final name only when complete."""
+    is a temporary one, flushed once and renamed when complete (:func:`_move_outputs`)."""
     import pyogrio
 
     before = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
@@ -209,13 +209,32 @@ class _Attributes:
         return cls, shapely.to_wkb(geoms), columns, dropped
 
 
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _move_outputs(tmpdir: Path, files: list[Path]) -> None:
+    """Give the complete files their final names, each flushed to disk first (they were written
+    without waiting for the disk), so that a final name never holds a partial file."""
     for final in files:
         if final.suffix == ".shp":  # a shapefile is several files with the same stem
             for part in tmpdir.glob(f"{final.stem}.*"):
+                _fsync(part)
                 os.replace(part, final.with_suffix(part.suffix))
         else:
+            _fsync(tmpdir / final.name)
             os.replace(tmpdir / final.name, final)
+    if files:
+        _fsync(files[0].parent)
 
 
 def vectorize_raster(
@@ -320,7 +339,7 @@ def vectorize_raster(
         if fmt == "gpkg":
             from ._gpkg_style import write_layer_styles
 
-            write_layer_styles(tmpdir / out_path.name, layers, attribute=fields[0])
+            write_layer_styles(tmpdir / out_path.name, layers, attribute=fields[0], sync=False)
         _move_outputs(tmpdir, files)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
