@@ -271,9 +271,10 @@ def _process_pool(workers: int):
 
 def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStack) -> Iterator[tuple]:
     """``_block_polygons(*a)`` for each ``a`` of ``args``, in order, computed by ``workers - 1`` worker
-    processes and by this process, which polygonizes a block itself whenever the next result is not
-    ready (the first one while the workers start), so that no core waits. At most ``2 * workers``
-    blocks are in flight or waiting here. If the worker processes die (killed, or an unguarded main
+    processes (kept busy with up to two blocks each) and by this process, which polygonizes the next
+    block not handed out whenever the result it needs next is not ready (the first block while the
+    workers start), so that no core waits. Blocks are handed out at most ``2 * workers`` ahead of the
+    one needed next (bounded memory). If the worker processes die (killed, or an unguarded main
     script), the remaining blocks are polygonized here, with a warning: the same result."""
     from concurrent.futures.process import BrokenProcessPool
 
@@ -296,25 +297,30 @@ def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStac
             broken = True
             return _block_polygons(*args[i])
 
-    for i in range(n):
-        while i not in local and not (i in futures and futures[i].done()):
-            if i > 0 and not broken:  # after the first block, done here while the fork server started
-                # One block per worker until the workers have delivered (they start late: queued
-                # blocks would wait for them while this process is free), then two.
-                warmed_up = warmed_up or any(f.done() for f in futures.values())
-                try:
-                    while assigned < min(n, i + window) and len(futures) < (in_pool if warmed_up else workers - 1):
-                        futures[assigned] = pool.submit(_block_polygons, *args[assigned])
-                        assigned += 1
-                except BrokenProcessPool:
-                    broken = True
-                if futures[i].done() if i in futures else False:
-                    break
-            if assigned < min(n, i + window):
-                local[assigned] = _block_polygons(*args[assigned])
+    def top_up(i: int) -> None:
+        """Keep the workers busy: up to two blocks each in flight (one each until they have started)."""
+        nonlocal assigned, broken, warmed_up
+        running = sum(not f.done() for f in futures.values())
+        warmed_up = warmed_up or running < len(futures)
+        cap = in_pool if warmed_up else workers - 1
+        try:
+            while assigned < min(n, i + window) and running < cap:
+                futures[assigned] = pool.submit(_block_polygons, *args[assigned])
                 assigned += 1
-            else:
+                running += 1
+        except BrokenProcessPool:
+            broken = True
+
+    for i in range(n):
+        while True:
+            if i > 0 and not broken:  # the first block is done here while the fork server starts
+                top_up(i)
+            if i in local or (i in futures and futures[i].done()):
                 break
+            if assigned >= min(n, i + window):
+                break  # wait for block i
+            local[assigned] = _block_polygons(*args[assigned])
+            assigned += 1
         yield local.pop(i) if i in local else from_pool(i)
 
 
