@@ -230,8 +230,12 @@ def test_errors_leave_no_output(labels_tif, tmp_path):
         if done == 3:
             raise RuntimeError("stop")
 
-    with pytest.raises(RuntimeError):
-        vectorize_raster(path, out, block_size=256, progress=boom)
+    for workers in (1, 2):  # with worker processes too: stopped, nothing left behind
+        with pytest.raises(RuntimeError):
+            vectorize_raster(path, out, block_size=256, progress=boom, workers=workers)
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SegdeepError, match="workers"):
+        vectorize_raster(path, out, workers=0)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(SegdeepError, match="unknown vector format"):
         vectorize_raster(path, tmp_path / "x.kml")
