@@ -4,9 +4,10 @@ For generated label rasters of 16 and 256 megapixels (smooth regions of 6 classe
 output, plus 0.05 % single-pixel specks), each measurement runs in its own subprocess so its peak
 RSS is its own: megapixels of label raster per second and peak resident memory, for
 ``vectorize_raster`` (block by block, border merging, GeoPackage) with each ``--workers`` setting
-(``auto`` = one process per usable core, the default), and for the common approach of
+(threads; ``auto`` = one per usable core, the default), and for the common approach of
 ``rasterio.features.shapes`` over the whole array + ``shapely.geometry.shape`` per polygon + one
-pyogrio write (what Raster Vision and Deepness do). CPU seconds include the worker processes.
+pyogrio write (what Raster Vision and Deepness do). CPU seconds include all threads (and worker
+processes, for a baseline version that used them).
 
     .venv/bin/python benchmarks/vectorize.py [--sizes 16 256] [--whole 16 256] [--workers 1 auto]
         [--baseline DIR]
@@ -86,21 +87,14 @@ def _usable_cpus() -> int:
 
 
 def stream(path: Path, out: Path, block_size: int, workers: int | str = 1) -> dict:
-    import multiprocessing.forkserver
-
     import pyogrio.raw  # noqa: F401 - imports are not timed
     import scipy.sparse.csgraph  # noqa: F401
     from segdeep.vectorize import vectorize_raster
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), time.process_time()  # process time: all threads
     summary = vectorize_raster(path, out, block_size=block_size, workers=workers)
     seconds = time.perf_counter() - t0
-    # Workers forked by the fork server are its children: stop it so that their CPU time and peak
-    # RSS are counted in RUSAGE_CHILDREN (private API; without it they are simply not counted).
-    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
-    if stop is not None:
-        stop()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # worker processes (older versions)
     return {"seconds": seconds, "cpu_seconds": time.process_time() - c0 + children.ru_utime + children.ru_stime,
             "worker_peak_rss_mb": children.ru_maxrss / 1024,
             "polygons": summary["polygons"],

@@ -4,7 +4,8 @@
 tuples, one per vertex, which costs as much CPU as polygonizing. Here the same GDAL function, in
 the same GDAL library that rasterio loaded, is called through :mod:`ctypes` with the same inputs
 (in-memory raster and mask, 4-connectivity) and each polygon is exported as WKB, so the polygons are
-identical (the tests compare both paths) for about 30 % less CPU. When that library cannot be found
+identical (the tests compare both paths) for about 30 % less CPU; ctypes also releases the GIL
+during each GDAL call, so threads polygonize blocks in parallel. When that library cannot be found
 or a call fails, :func:`polygonize_wkb` returns None and the caller uses rasterio.
 """
 

@@ -10,10 +10,10 @@ grouped (STRtree + DE-9IM boundary/boundary dimension 1, connected components) a
 unioned as soon as it cannot grow into the next block row. Memory is one block (per worker) plus
 the pieces of regions still open across the current block-row border.
 
-In parallel (``workers`` > 1), worker processes polygonize blocks and also finish their interior
-polygons (``finish``: coordinates, attributes, WKB), so that little crosses the process boundary
-and this process only merges border pieces and writes; it polygonizes blocks itself whenever the
-next result is not ready.
+In parallel (``workers`` > 1), threads polygonize blocks and also finish their interior polygons
+(``finish``: coordinates, attributes, WKB); GDAL, reading and shapely release the GIL, so they use
+several cores. The calling thread merges border pieces and writes. The same ``finish`` runs where
+a ``map_blocks`` hook sends the blocks (e.g. a Dask cluster), so little crosses the network.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import warnings
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -185,19 +185,29 @@ class _BlockReader:
             self._ds = None
 
 
-_READERS: dict[str, _BlockReader] = {}  # per process: worker processes keep their reader
+#: Open readers by (path, thread): threads and cluster workers keep theirs (a GDAL dataset must
+#: not be read from two threads at once).
+_READERS: dict[tuple[str, int], _BlockReader] = {}
+
+
+def _close_readers(path: str) -> None:
+    for key in [k for k in _READERS if k[0] == path]:
+        reader = _READERS.pop(key, None)
+        if reader is not None:
+            reader.close()
 
 
 def _block_polygons(path: str, block: tuple[int, int, int, int], excluded: np.ndarray,
                     size: tuple[int, int] | None = None, finish: Callable | None = None) -> tuple:
-    """Read and polygonize one block (also the task of a worker process or a cluster).
+    """Read and polygonize one block (also the task of a worker thread or a cluster worker).
 
     Without ``size``: ``(geometries, class values)`` of the block. With ``size`` (the raster's width,
     height): ``(interior, border geometries, border class values)``, where ``interior`` is
     ``finish(class values, geometries)`` (or that pair) for the polygons touching no inner block
     edge (final already), or None when there are none.
     """
-    reader = _READERS.get(path) or _READERS.setdefault(path, _BlockReader(path))
+    key = (path, threading.get_ident())
+    reader = _READERS.get(key) or _READERS.setdefault(key, _BlockReader(path))
     labels, valid = reader.read(block)
     mask = valid & ~excluded[labels]
     geoms, cls = polygonize_block(labels, None if mask.all() else mask, block[0], block[1])
@@ -224,104 +234,35 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-#: ``workers="auto"`` polygonizes in one process below this many pixels (starting processes would
-#: cost more than they save).
-AUTO_MIN_PIXELS = 8 * 2**20
-
-
-def resolve_workers(workers: int | str, n_pixels: int, n_blocks: int) -> int:
-    """The number of processes for ``workers`` (an int >= 1 or ``"auto"``: one per usable CPU core,
-    at most one per block; 1 for rasters under :data:`AUTO_MIN_PIXELS` and in daemonic processes,
-    e.g. a Dask worker, which cannot start processes)."""
+def resolve_workers(workers: int | str, n_blocks: int) -> int:
+    """The number of threads for ``workers``: an int >= 1, or ``"auto"`` = one per usable CPU core,
+    at most one per block."""
     if workers == "auto":
-        import multiprocessing
-
-        if n_pixels < AUTO_MIN_PIXELS or multiprocessing.current_process().daemon:  # daemons have no children
-            return 1
         return max(1, min(_usable_cpus(), n_blocks))
     if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
         raise SegdeepError(f"workers {workers!r} must be a whole number >= 1 or 'auto'")
     return int(workers)
 
 
-def _process_pool(workers: int):
-    """Worker processes forked from Python's fork server, which imports the main script (as
-    multiprocessing does for every worker; scripts need the ``if __name__ == "__main__":`` guard)
-    and segdeep once per session: workers then start in milliseconds instead of each re-importing
-    numpy, rasterio, shapely and the main script. Spawned where there is no fork server (Windows)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _threaded_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStack) -> Iterator[tuple]:
+    """``_block_polygons(*a)`` for each ``a`` of ``args``, in order, computed by ``workers`` threads:
+    GDAL's polygonizer (called through ctypes), reading and shapely's functions run outside Python's
+    GIL, so threads use several cores without starting processes or copying results between them.
+    At most ``2 * workers`` blocks are in flight."""
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
 
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # This process is importing an unguarded main script to become a worker: starting workers
-        # from here would recurse.
-        raise RuntimeError("segdeep: polygonizing in worker processes was requested while a worker "
-                           "process imported the main script; put the script's code under "
-                           "'if __name__ == \"__main__\":', or pass workers=1")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        from multiprocessing import forkserver
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["__main__", "segdeep.vectorize"])  # no effect once the server runs
-        forkserver.ensure_running()  # returns at once; the server imports while this process works
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
-def _shared_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStack) -> Iterator[tuple]:
-    """``_block_polygons(*a)`` for each ``a`` of ``args``, in order, computed by ``workers - 1`` worker
-    processes (kept busy with up to two blocks each) and by this process, which polygonizes the next
-    block not handed out whenever the result it needs next is not ready (the first block while the
-    workers start), so that no core waits. Blocks are handed out at most ``2 * workers`` ahead of the
-    one needed next (bounded memory). If the worker processes die (killed, or an unguarded main
-    script), the remaining blocks are polygonized here, with a warning: the same result."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    n, window, in_pool = len(args), 2 * workers, 2 * (workers - 1)
-    pool = _process_pool(workers - 1)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segdeep-polygonize")
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-    futures: dict = {}
-    local: dict[int, tuple] = {}
-    assigned = 0  # args[:assigned] went to the pool or were computed here
-    broken = warmed_up = False
-
-    def from_pool(i: int) -> tuple:
-        nonlocal broken
-        try:
-            return futures.pop(i).result()
-        except BrokenProcessPool as exc:
-            if not broken:
-                warnings.warn(f"segdeep: worker processes failed ({exc}); polygonizing the remaining "
-                              "blocks in this process", RuntimeWarning, stacklevel=2)
-            broken = True
-            return _block_polygons(*args[i])
-
-    def top_up(i: int) -> None:
-        """Keep the workers busy: up to two blocks each in flight (one each until they have started)."""
-        nonlocal assigned, broken, warmed_up
-        running = sum(not f.done() for f in futures.values())
-        warmed_up = warmed_up or running < len(futures)
-        cap = in_pool if warmed_up else workers - 1
-        try:
-            while assigned < min(n, i + window) and running < cap:
-                futures[assigned] = pool.submit(_block_polygons, *args[assigned])
-                assigned += 1
-                running += 1
-        except BrokenProcessPool:
-            broken = True
-
-    for i in range(n):
-        while True:
-            if i > 0 and not broken:  # the first block is done here while the fork server starts
-                top_up(i)
-            if i in local or (i in futures and futures[i].done()):
-                break
-            if assigned >= min(n, i + window):
-                break  # wait for block i
-            local[assigned] = _block_polygons(*args[assigned])
-            assigned += 1
-        yield local.pop(i) if i in local else from_pool(i)
+    pending: collections.deque = collections.deque()
+    todo = iter(args)
+    for a in itertools.islice(todo, 2 * workers):
+        pending.append(pool.submit(_block_polygons, *a))
+    while pending:
+        result = pending.popleft().result()
+        for a in itertools.islice(todo, 1):
+            pending.append(pool.submit(_block_polygons, *a))
+        yield result
 
 
 def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: Sequence[int] = (),
@@ -335,7 +276,7 @@ def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: S
     ds = _open(labels_path)
     with contextlib.ExitStack() as stack:
         stack.enter_context(ds)
-        stack.callback(lambda: (_READERS.pop(str(labels_path), None) or _BlockReader("")).close())
+        stack.callback(_close_readers, str(labels_path))
         if ds.count != 1:
             raise SegdeepError(f"{labels_path}: a label raster has 1 band, this one has {ds.count}")
         width, height = ds.width, ds.height
@@ -346,11 +287,11 @@ def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: S
         blocks = [(c * block_size, r * block_size, min(width, (c + 1) * block_size),
                    min(height, (r + 1) * block_size)) for r in range(n_rows) for c in range(n_cols)]
         args = [(str(labels_path), block, excluded, (width, height), finish) for block in blocks]
-        workers = resolve_workers(workers, width * height, len(blocks))
+        workers = resolve_workers(workers, len(blocks))
         if map_blocks is not None:
             results = map_blocks(_block_polygons, args)
-        elif workers > 1 and len(blocks) > 1:
-            results = _shared_in_order(args, workers, stack)
+        elif workers > 1:
+            results = _threaded_in_order(args, workers, stack)
         else:
             results = (_block_polygons(*a) for a in args)
         merger = BorderMerger(height)
@@ -379,9 +320,8 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
 
     Batches come per block (interior polygons) and per block row (merged border regions). Nodata
     (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
-    polygonizes blocks in that many processes, this one included (at most ``2 * workers`` blocks
-    in flight; the result is the same); ``"auto"`` = one per usable CPU core for rasters of 8 MP or
-    more (:func:`resolve_workers`). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
+    polygonizes blocks in that many threads (at most ``2 * workers`` blocks in flight; the result
+    is the same); ``"auto"`` = one per usable CPU core (:func:`resolve_workers`). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
     receives ``blocks`` and ``max_open_pieces``. ``map_blocks(func, args_list)`` replaces the local
     polygonization of blocks: it must return ``func(*args)`` for each args tuple, in order (e.g. on a
     Dask cluster, :mod:`segdeep.distributed`); ``args[0]`` is the raster's path; the border merging

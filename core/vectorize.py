@@ -175,8 +175,9 @@ def _area_m2(geoms: np.ndarray, area: np.ndarray, crs, bounds) -> np.ndarray | N
 class _Attributes:
     """Pixel-coordinate polygons -> ``(class values, WKB, attribute columns, number dropped)``: CRS
     coordinates, simplification, areas, minimum-area filter, orientation, perimeter, names. Picklable
-    and self-contained, so worker processes apply it to block interiors and the parent to merged
-    border regions: the same steps whoever runs them, so the same output for any ``workers``."""
+    and self-contained, so the threads (or cluster workers) that polygonize blocks apply it to block
+    interiors and the calling thread to merged border regions: the same steps whoever runs them, so
+    the same output for any ``workers``."""
 
     def __init__(self, transform: Affine, simplify: float, min_area: float, crs, bounds,
                  names: dict[int, str]) -> None:
@@ -266,11 +267,9 @@ def vectorize_raster(
         classes: palette for names and colours; default the one stored in the label raster, else Dubai's.
         exclude: class names or indices that get no polygons (nodata never does).
         block_size: pixels per block side; memory grows with its square, the result does not change.
-        workers: processes polygonizing blocks in parallel, this one included (1 = only this one);
-            ``"auto"`` (default) = one per usable CPU core for rasters of 8 MP or more, else 1. The
-            others are forked from Python's fork server, which imports the main script once (so a
-            script needs the ``if __name__ == "__main__":`` guard, as with any multiprocessing).
-            The result is the same for any value.
+        workers: threads polygonizing blocks in parallel (GDAL's polygonizer, reading and shapely
+            run outside Python's GIL, so they use several cores); ``"auto"`` (default) = one per
+            usable CPU core, 1 = all in the calling thread. The result is the same for any value.
         progress: called as ``progress(blocks_done, blocks_total)``.
 
     Every polygon has ``class_index`` (``class_idx`` in a Shapefile), ``class_name``, ``area`` (CRS

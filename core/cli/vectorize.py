@@ -37,8 +37,8 @@ def configure(parser) -> None:
     parser.add_argument("--block-size", type=int, default=2048, metavar="N",
                         help="block side in pixels (memory, not the result, depends on it; default 2048)")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
-                        help="processes polygonizing blocks in parallel, this one included (default auto: "
-                             "one per CPU core for rasters of 8 MP or more, else 1; same result)")
+                        help="threads polygonizing blocks in parallel (default auto: one per CPU core; "
+                             "1 = one thread; same result)")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786|local:N",
                         help="polygonize the blocks on a Dask cluster (extra napari-segdeep[dask]); same polygons")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the summary line")
@@ -51,7 +51,7 @@ def _workers(text: str) -> int | str:
         return text
     if text.isdigit() and int(text) >= 1:
         return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes >= 1 or 'auto'")
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads >= 1 or 'auto'")
 
 
 def run(args) -> int:

@@ -106,7 +106,7 @@ def test_block_size_does_not_change_the_polygons(by_block_size):
 
 
 @pytest.mark.parametrize("workers", [2, 3])
-def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_path, workers):
+def test_worker_threads_give_the_same_polygons(labels_tif, by_block_size, tmp_path, workers):
     path, _ = labels_tif
     out = tmp_path / "workers.gpkg"
     summary = vectorize_raster(path, out, block_size=512, workers=workers)
@@ -116,7 +116,7 @@ def test_worker_processes_give_the_same_polygons(labels_tif, by_block_size, tmp_
     for c in range(6):
         assert _canonical(gdf.geometry[gdf["class_index"] == c].values) == _canonical(
             ref.geometry[ref["class_index"] == c].values)
-    # Same features in the same order, with the same attributes, as in one process.
+    # Same features in the same order, with the same attributes, as in one thread.
     vectorize_raster(path, tmp_path / "one.gpkg", block_size=512, workers=1)
     one = pyogrio.read_dataframe(tmp_path / "one.gpkg", layer="one")
     assert shapely.to_wkb(gdf.geometry.values).tolist() == shapely.to_wkb(one.geometry.values).tolist()
@@ -230,7 +230,7 @@ def test_errors_leave_no_output(labels_tif, tmp_path):
         if done == 3:
             raise RuntimeError("stop")
 
-    for workers in (1, 2):  # with worker processes too: stopped, nothing left behind
+    for workers in (1, 2):  # with worker threads too: stopped, nothing left behind
         with pytest.raises(RuntimeError):
             vectorize_raster(path, out, block_size=256, progress=boom, workers=workers)
         assert list(tmp_path.iterdir()) == []
