@@ -117,6 +117,8 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.lut = np.array([c.index for c in self.classes], dtype=np.uint8)
         self.timings = Timings()
+        self._batch_buffer: np.ndarray | None = None
+        self._weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
         self.tiles_computed = 0
         self.tiles_skipped = 0
 
@@ -136,6 +138,32 @@ class Engine:
         x[:, ~valid] = 0.0
         self.timings.normalise += time.perf_counter() - t0
         return x
+
+    def _batch(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, rects: Sequence[Rect],
+               normalised: bool) -> np.ndarray:
+        """The float32 model input (N x bands x T x T) of the tiles at ``rects``, in a buffer reused
+        from batch to batch. Raw pixels (``normalised=False``) are normalised here tile by tile, with
+        the same float32 operations as :meth:`normalise`, so the values are identical and the block
+        never needs a float32 copy of all its pixels (4 bytes x bands x block area)."""
+        t = self.grid.tile_size
+        shape = (len(rects), x.shape[0], t, t)
+        if self._batch_buffer is None or self._batch_buffer.shape[1:] != shape[1:] \
+                or self._batch_buffer.shape[0] < shape[0]:
+            self._batch_buffer = np.empty((max(shape[0], self.batch_size), *shape[1:]), dtype=np.float32)
+        batch = self._batch_buffer[:shape[0]]
+        for i, rect in enumerate(rects):
+            batch[i] = x[(slice(None), *rect.slices(read_rect))]
+        if not normalised:
+            t0 = time.perf_counter()
+            batch *= self.scale
+            batch -= self.mean
+            batch /= self.std
+            for i, rect in enumerate(rects):
+                tile_valid = valid[rect.slices(read_rect)]
+                if not tile_valid.all():
+                    batch[i][:, ~tile_valid] = 0.0
+            self.timings.normalise += time.perf_counter() - t0
+        return batch
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
         """Softmax probabilities (float32, N x C x T x T, on the device) of a batch of tiles."""
@@ -159,10 +187,12 @@ class Engine:
     def run_block(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, region: Rect,
                   own_tiles: Sequence[tuple[int, int]], pieces: Sequence[tuple[Rect, np.ndarray]],
                   later: dict[tuple[int, int], list[tuple[int, Rect]]],
-                  store: dict[int, list]) -> Iterator[int]:
+                  store: dict[int, list], *, normalised: bool = True) -> Iterator[int]:
         """Accumulate the block's region; yields the number of tiles finished after each batch.
 
-        ``x``/``valid``: normalised pixels and validity over ``read_rect``. ``region``: the pixels
+        ``x``/``valid``: pixels and validity over ``read_rect``; ``x`` is normalised
+        (:meth:`normalise`), or the raw pixels with ``normalised=False`` (then each batch of tiles
+        is normalised as it is made: same values, less memory). ``region``: the pixels
         to accumulate (block + halo). ``own_tiles``: tiles to compute here (row-major);
         ``pieces``: contributions of tiles computed for earlier blocks; ``later[tile]``: (block
         index, rect) pieces of a tile that later blocks need, saved into ``store``. Returns (via
@@ -171,7 +201,6 @@ class Engine:
         acc = np.zeros((self.num_classes, region.height, region.width), dtype=np.int32)
         for rect, piece in pieces:
             acc[(slice(None), *rect.slices(region))] += piece
-        t = self.grid.tile_size
         todo: list[tuple[tuple[int, int], Rect]] = []
         for tile in own_tiles:
             rect = self.grid.rect(*tile)
@@ -184,16 +213,15 @@ class Engine:
             yield skipped
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            batch = np.empty((len(chunk), x.shape[0], t, t), dtype=np.float32)
-            for i, (_, rect) in enumerate(chunk):
-                batch[i] = x[(slice(None), *rect.slices(read_rect))]
-            probs = self.forward(batch)
+            probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk], normalised))
             t0 = time.perf_counter()
             # numpy: single-threaded torch was 4x slower here, multi-threaded torch 30x (busy CPU)
             fixed = probs.cpu().numpy()
-            fixed *= np.stack([self.grid.weights(*tile) for tile, _ in chunk])[:, None] * np.float32(SCALE)
+            for i, (tile, _) in enumerate(chunk):
+                fixed[i] *= self._scaled_weights(*tile)
             fixed += np.float32(0.5)  # then truncate: round half up, the same on every run
             fixed = fixed.astype(np.int32)
+            del probs
             for (tile, rect), q in zip(chunk, fixed, strict=True):
                 inside = rect.intersect(region)
                 if not inside.empty:
@@ -220,15 +248,32 @@ class Engine:
         else:
             scores = acc[(slice(None), *core.slices(region))]
         t0 = time.perf_counter()
-        labels = self.lut[argmax_fixed(scores) if crf is None else np.argmax(scores, axis=0)]
-        labels[~valid_core] = NODATA_LABEL
-        probabilities = None
-        if want_probabilities:
-            factor = 255.0 if crf is not None else 255.0 / SCALE
-            probabilities = np.rint(scores * np.float32(factor)).clip(0, 255).astype(np.uint8)
-            probabilities[:, ~valid_core] = 0
+        h, w = scores.shape[1:]
+        labels = np.empty((h, w), dtype=np.uint8)
+        probabilities = np.empty(scores.shape, dtype=np.uint8) if want_probabilities else None
+        factor = np.float32(255.0 if crf is not None else 255.0 / SCALE)
+        # A few rows at a time: the temporaries stay ~1 MB instead of several arrays of the block's size.
+        step = max(1, (1 << 18) // max(1, w))
+        for r0 in range(0, h, step):
+            rows = slice(r0, min(h, r0 + step))
+            part, ok = scores[:, rows], valid_core[rows]
+            labels[rows] = self.lut[argmax_fixed(part) if crf is None else np.argmax(part, axis=0)]
+            labels[rows][~ok] = NODATA_LABEL
+            if probabilities is not None:
+                probabilities[:, rows] = np.rint(part * factor).clip(0, 255).astype(np.uint8)
+                probabilities[:, rows][:, ~ok] = 0
         self.timings.labels += time.perf_counter() - t0
         return labels, probabilities
+
+    def _scaled_weights(self, row: int, col: int) -> np.ndarray:
+        """Blend weights x :data:`SCALE` (float32, exact: SCALE is a power of two) of a tile; there are
+        only 9 different windows (edge or not on each side), so they are made once."""
+        g = self.grid
+        key = (row == 0, row == g.n_rows - 1, col == 0, col == g.n_cols - 1)
+        w = self._weights.get(key)
+        if w is None:
+            w = self._weights[key] = g.weights(row, col) * np.float32(SCALE)
+        return w
 
 
 def argmax_fixed(acc: np.ndarray) -> np.ndarray:

@@ -362,8 +362,8 @@ def iter_predict(
             t0 = time.perf_counter()
             _, read_rect, data, valid = reader.get()
             waits["read_wait"] += time.perf_counter() - t0
-            x = engine.normalise(data, valid)
-            run = engine.run_block(x, valid, read_rect, region, own, store.pop(blk.index, []), later, store)
+            run = engine.run_block(data, valid, read_rect, region, own, store.pop(blk.index, []), later, store,
+                                   normalised=False)
             while True:
                 try:
                     k = next(run)
@@ -372,7 +372,6 @@ def iter_predict(
                     break
                 tiles_done += k
                 yield TilesDone(tiles_done, total_tiles)
-            del x
             image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
             labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
                                                 image_region, crf, probabilities)
@@ -461,8 +460,7 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     data[:, :h, :w] = image
     ok = np.zeros((read.height, read.width), dtype=bool)
     ok[:h, :w] = True if valid is None else np.asarray(valid, dtype=bool)
-    x = engine.normalise(data, ok)
-    run = engine.run_block(x, ok, read, region, own, [], {}, {})
+    run = engine.run_block(data, ok, read, region, own, [], {}, {}, normalised=False)
     while True:
         try:
             next(run)
