@@ -201,6 +201,7 @@ class Engine:
         acc = np.zeros((self.num_classes, region.height, region.width), dtype=np.int32)
         for rect, piece in pieces:
             acc[(slice(None), *rect.slices(region))] += piece
+        piece = pieces = None  # not held while the block runs
         todo: list[tuple[tuple[int, int], Rect]] = []
         for tile in own_tiles:
             rect = self.grid.rect(*tile)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,6 +121,56 @@ class BlockReader:
             while True:
                 self._queue.get_nowait()
         self._thread.join(timeout=30)
+
+
+class PieceSpill:
+    """Tile pieces waiting for a later block, kept on disk in ``folder`` until that block runs.
+
+    Each computed tile keeps the parts later blocks need (int32 fixed-point scores, see
+    :mod:`segdeep._engine`). Those for the next row of blocks add up to a strip ~``overlap`` px
+    high across the whole output (6 classes: 24 bytes per pixel, ~40 MB for a 16k px wide raster):
+    kept in memory, the strip would make memory grow with the raster's width. One append-only
+    file per waiting block, removed when the block takes its pieces; ``folder`` is emptied first
+    (a killed run's leftovers) and removed by :meth:`close`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        shutil.rmtree(self.folder, ignore_errors=True)  # left by a killed run
+        self._entries: dict[int, list[tuple[Rect, tuple[int, ...], str, int]]] = {}
+
+    def _path(self, block: int) -> Path:
+        return self.folder / f"pieces_{block:06d}.bin"
+
+    def put(self, block: int, pieces: Sequence[tuple[Rect, np.ndarray]]) -> None:
+        """Append ``pieces`` (``(rect, array)`` pairs) for ``block``."""
+        if not pieces:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        entries = self._entries.setdefault(block, [])
+        with open(self._path(block), "ab") as f:
+            for rect, array in pieces:
+                array = np.ascontiguousarray(array)
+                entries.append((rect, array.shape, array.dtype.str, f.tell()))
+                f.write(array.data)
+
+    def take(self, block: int) -> list[tuple[Rect, np.ndarray]]:
+        """The pieces saved for ``block`` (in the order they were put); forgets them."""
+        entries = self._entries.pop(block, None)
+        if not entries:
+            return []
+        path = self._path(block)
+        out = []
+        with open(path, "rb") as f:
+            for rect, shape, dtype, offset in entries:
+                f.seek(offset)
+                out.append((rect, np.fromfile(f, dtype=dtype, count=math.prod(shape)).reshape(shape)))
+        path.unlink()
+        return out
+
+    def close(self) -> None:
+        """Remove the folder and whatever is left in it."""
+        self._entries.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class BlockWriter:

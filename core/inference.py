@@ -5,8 +5,9 @@ on one grid anchored at the raster origin (:mod:`segdeep.tiling`). Blocks are pr
 row-major order: a reader thread prefetches the next block, tiles go to the model in batches, their
 softmax x blend weight is accumulated, and a writer thread saves finished blocks to the resume
 journal. Each tile is computed once: the parts of a tile that later blocks need are kept until those
-blocks run (a strip about ``overlap`` px high across the output, plus the CRF halo). Memory depends
-on block size, tile size and output width, not on the raster's height.
+blocks run (the next block's in memory; the strip about ``overlap`` px high, plus the CRF halo, that
+the next row of blocks needs waits on disk). Memory depends on block size and tile size, not on the
+raster's size.
 
 Labels do not depend on the block size, on where a run was interrupted and resumed, or on the
 region asked for (see :mod:`segdeep._engine` for why the sums are exact). With the CRF, each block
@@ -30,7 +31,7 @@ from . import __version__
 from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
 from ._journal import Journal, model_digest
 from ._outputs import PreviewSampler, finish_outputs, prepare_out_dir
-from ._pipeline_io import BlockReader, BlockWriter, Sinks
+from ._pipeline_io import BlockReader, BlockWriter, PieceSpill, Sinks
 from .errors import SegdeepError
 from .raster import check_bands, open_raster
 from .tiling import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
@@ -351,7 +352,8 @@ def iter_predict(
     reader = BlockReader(image, bands, [(b.index, b.rect) for b in done_blocks if sampler is not None]
                          + [(p[0].index, p[3]) for p in plans], depth=1)
     writer = BlockWriter(save, depth=2)
-    store: dict[int, list] = {}
+    store: dict[int, list] = {}  # tile pieces for later blocks: the next one's stay here, others go to disk
+    spill = PieceSpill(out / ".segdeep-pieces")
     tiles_done = 0
     waits = {"read_wait": 0.0, "write_wait": 0.0}
     try:
@@ -362,8 +364,9 @@ def iter_predict(
             t0 = time.perf_counter()
             _, read_rect, data, valid = reader.get()
             waits["read_wait"] += time.perf_counter() - t0
-            run = engine.run_block(data, valid, read_rect, region, own, store.pop(blk.index, []), later, store,
-                                   normalised=False)
+            pieces = spill.take(blk.index) + store.pop(blk.index, [])
+            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store, normalised=False)
+            del pieces
             while True:
                 try:
                     k = next(run)
@@ -372,6 +375,9 @@ def iter_predict(
                     break
                 tiles_done += k
                 yield TilesDone(tiles_done, total_tiles)
+            following = plans[n + 1][0].index if n + 1 < len(plans) else None
+            for j in [j for j in store if j != following]:
+                spill.put(j, store.pop(j))
             image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
             labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
                                                 image_region, crf, probabilities)
@@ -387,6 +393,7 @@ def iter_predict(
         ok = True
     finally:
         reader.close()
+        spill.close()
         if ok:
             writer.close()
         else:  # cancelled or failed: keep what is finished for resume, then stop

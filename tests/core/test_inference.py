@@ -118,6 +118,20 @@ def test_labels_identical_for_every_block_size(image, tmp_path):
         assert np.array_equal(labels, whole), f"block size {bs} differs"
 
 
+def test_probabilities_identical_for_every_block_size(image, tmp_path):
+    """Every tile's contribution reaches every block it covers exactly once, whether it waited in
+    memory (next block) or on disk (next row of blocks): the blended probabilities are the same
+    bytes, and they sum to 1 (255) everywhere."""
+    probs = {}
+    for bs in (48, 10_000):
+        result = run(image, tmp_path / f"b{bs}", block_size=bs, probabilities=True)
+        with rasterio.open(result.probabilities) as ds:
+            probs[bs] = ds.read()
+        assert {p.name for p in (tmp_path / f"b{bs}").iterdir()} == {"labels.tif", "probabilities.tif", "run.json"}
+    assert np.array_equal(probs[48], probs[10_000])
+    assert np.abs(probs[48].astype(int).sum(0) - 255).max() <= 6  # rounded per class
+
+
 def test_tiled_equals_one_shot_for_a_model_whose_receptive_field_fits_the_overlap(image, tmp_path):
     model, card = make("point"), Card()
     labels = read(run(image, tmp_path / "o", model="point", block_size=100).labels)
@@ -216,6 +230,7 @@ def test_closing_the_generator_cancels_and_leaves_no_final_file(image, tmp_path)
     assert not any(isinstance(e, BlockDone) and e.done == e.total for e in events)
     finals = {p.name for p in out.iterdir() if not p.name.startswith(".")}
     assert finals == set()
+    assert not (out / ".segdeep-pieces").exists()  # scratch of the tiles waiting for later blocks
 
 
 def test_resume_after_kill_recomputes_only_unfinished_blocks(image, tmp_path):
@@ -249,6 +264,7 @@ predict_raster({str(image)!r}, (make("slow"), Card()), {str(out)!r}, overlap=16,
     assert np.array_equal(read(resumed.labels), read(reference.labels))
     assert resumed.tiles_computed < reference.tiles_computed
     assert not (out / ".segdeep-journal.json").exists()
+    assert not (out / ".segdeep-pieces").exists()  # the killed run's scratch is cleared too
 
 
 def test_resume_with_different_settings_is_refused(image, tmp_path):
