@@ -388,6 +388,8 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
     elapsed = elapsed0 + time.perf_counter() - t_start
     if best_state is not None:
         model.load_state_dict(best_state)
+    if channels_last:  # hand back an ordinary model: NCHW inputs on channels_last weights take a slow path
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     card = make_card(best_val, epoch, elapsed)
     if out is not None:
