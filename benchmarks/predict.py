@@ -182,24 +182,41 @@ def child_naive(size: int, work: Path) -> dict:
             "peak_rss_mb": round(rss_mb(), 1), "rss_before_run_mb": round(base, 1)}
 
 
-def child_forward(work: Path) -> dict:
-    """Per-tile forward time of the P1 U-Net: contiguous vs channels_last, batch 1 / 2 / 4."""
+def child_forward(work: Path, rounds: int = 5) -> dict:
+    """Per-tile forward time of the P1 U-Net: contiguous vs channels_last, batch 1 / 2 / 4.
+
+    The six variants are interleaved (one pass of 4 tiles each, ``rounds`` times) so that a change
+    in the machine's load hits them alike; per variant the median pass is kept, and its ratio to
+    the default (channels_last, batch 1) is printed with it (< 1: faster than the default)."""
     import torch
 
     x = torch.randn(4, 3, 512, 512)
-    out = {}
+    variants = {}
     for layout in ("contiguous", "channels_last"):
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         model = unet().to(memory_format=fmt)
         for bs in (1, 2, 4):
-            xb = x[:bs].contiguous(memory_format=fmt)
-            with torch.inference_mode():
-                model(xb)
-                t0 = time.perf_counter()
-                for _ in range(max(1, 4 // bs)):
+            variants[f"{layout}_batch{bs}"] = (model, [x[i:i + bs].contiguous(memory_format=fmt)
+                                                       for i in range(0, 4, bs)])
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, float] = dict.fromkeys(variants, 0.0)
+    with torch.inference_mode():
+        for model, batches in variants.values():  # warm-up
+            model(batches[0])
+        for _ in range(rounds):
+            for name, (model, batches) in variants.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                for xb in batches:
                     model(xb)
-            out[f"{layout}_batch{bs}_s_per_tile"] = round((time.perf_counter() - t0) / (max(1, 4 // bs) * bs), 3)
-    return out
+                times[name].append((time.perf_counter() - t0) / 4)
+                cpu[name] += (time.process_time() - c0) / (4 * rounds)
+    median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    base = median["channels_last_batch1"]
+    return {"rounds": rounds, "torch_threads": torch.get_num_threads(),
+            **{f"{k}_s_per_tile": round(v, 4) for k, v in median.items()},
+            **{f"{k}_cpu_s_per_tile": round(v, 4) for k, v in cpu.items()},
+            **{f"{k}_vs_default": round(v / base, 3) for k, v in median.items()},
+            "passes_s_per_tile": {k: [round(t, 3) for t in v] for k, v in times.items()}}
 
 
 def spawn(kind: str, size: int, work: Path) -> dict:
