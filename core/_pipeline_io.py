@@ -37,7 +37,7 @@ GDAL_CACHE_MB = 64
 
 def gdal_env() -> rasterio.Env:
     """rasterio environment with a bounded GDAL block cache."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio passes an int on as bytes
 
 
 def rio_window(rect: Rect) -> Window:

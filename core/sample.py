@@ -36,7 +36,7 @@ DUBAI_LONLAT = (55.2708, 25.2048)
 IMAGE_NAME, LABELS_NAME = "scene.tif", "scene_labels.tif"
 MAX_SIZE = 262144
 #: GDAL block cache while writing (MB): keeps memory flat for large scenes.
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 64
 
 
 def _check(size: int, gsd: float, block_size: int) -> None:
@@ -129,7 +129,7 @@ def make_sample_scene(
             except OSError as exc:
                 raise SegdeepError(f"{p.parent}: cannot create the folder ({exc})") from None
     layout = Layout(seed, (size * gsd, size * gsd))
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):  # rasterio passes an int on as bytes
         return _write(layout, image_path, labels_path, size, seed, gsd, crs, transform, block_size, progress)
 
 
