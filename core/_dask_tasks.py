@@ -143,16 +143,15 @@ def compute_block(job: BlockJob, index: int, region: Rect, core: Rect, own: list
     with _open(job.image) as ds:
         data, valid = read_window(ds, rio_window(read), list(job.bands))
     t2 = time.perf_counter()
-    x = engine.normalise(data, valid)
     store: dict[int, list] = {}
-    run = engine.run_block(x, valid, read, region, own, [], later, store)
+    # raw pixels: each batch of tiles is normalised as it is made (no float32 copy of the block)
+    run = engine.run_block(data, valid, read, region, own, [], later, store, normalised=False)
     while True:
         try:
             next(run)
         except StopIteration as stop:
             acc = stop.value
             break
-    del x
     image = crf_image(data[(slice(None), *region.slices(read))], engine.scale) if job.crf else None
     return {
         "acc": acc, "valid_core": valid[core.slices(read)], "image": image, "pieces": store,
