@@ -33,7 +33,16 @@ from ._workers import Job, Outcome, guarded
 SCORE_NAMES = (("pixel_accuracy", "Pixel accuracy"), ("mean_accuracy", "Mean accuracy"),
                ("mean_iou", "Mean IoU"), ("frequency_weighted_iou", "Frequency-weighted IoU"))
 CLASS_COLUMNS = (("name", "Class"), ("iou", "IoU"), ("accuracy", "Recall"), ("precision", "Precision"),
-                 ("f1", "F1"), ("support", "Reference px"), ("predicted", "Predicted px"))
+                 ("f1", "F1"), ("support", "Ref. px"), ("predicted", "Pred. px"))
+
+
+def _count(n: int) -> str:
+    """A pixel count short enough for a narrow dock: 950, 403.5k, 1.11M (exact value in the tooltip)."""
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    return f"{n / 1e6:.3g}M"
 
 
 def _pct(v) -> str:
@@ -145,8 +154,11 @@ class EvaluateWidget(QWidget):
         for r, c in enumerate(rows):
             for j, (key, _) in enumerate(CLASS_COLUMNS):
                 v = c[key]
-                text = v if key == "name" else (f"{v:,}" if key in ("support", "predicted") else _pct(v))
+                counts = key in ("support", "predicted")
+                text = v if key == "name" else (_count(v) if counts else _pct(v))
                 item = QTableWidgetItem(str(text))
+                if counts:
+                    item.setToolTip(f"{v:,} pixels ({'reference' if key == 'support' else 'prediction'})")
                 if key != "name":
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, j, item)

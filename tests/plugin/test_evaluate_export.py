@@ -46,6 +46,10 @@ def test_evaluate_shows_scores_and_writes_report(two_layers, wait_job, tmp_path)
     assert w.summary.item(2, 1).text() == f"{100 * expected['mean_iou']:.1f}%"
     names = [w.table.item(r, 0).text() for r in range(w.table.rowCount())]
     assert names == ["building", "land", "road"]  # absent classes are not listed
+    support = next(c["support"] for c in expected["classes"] if c["name"] == "building")
+    cell = w.table.item(0, 5)  # reference pixels: compact in the cell, exact in the tooltip
+    assert w.table.horizontalHeaderItem(5).text() == "Ref. px"
+    assert f"{support:,} pixels" in cell.toolTip() and len(cell.text()) <= 6
     assert not w.confusion.pixmap().isNull()
     report = tmp_path / "reports" / "pred" / "report.json"
     data = json.loads(report.read_text())
