@@ -27,7 +27,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
+from ._engine import Engine, crf_image, drain, resolve_batch_size, resolve_device, resolve_precision
 from ._pipeline_io import rio_window
 from .classes import NODATA_LABEL
 from .raster import _open, label_profile, read_window, temp_path
@@ -144,14 +144,7 @@ def compute_block(job: BlockJob, index: int, region: Rect, core: Rect, own: list
         data, valid = read_window(ds, rio_window(read), list(job.bands))
     t2 = time.perf_counter()
     store: dict[int, list] = {}
-    # raw pixels: each batch of tiles is normalised as it is made (no float32 copy of the block)
-    run = engine.run_block(data, valid, read, region, own, [], later, store, normalised=False)
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            acc = stop.value
-            break
+    acc = drain(engine.run_block(data, valid, read, region, own, [], later, store))
     image = crf_image(data[(slice(None), *region.slices(read))], engine.scale) if job.crf else None
     return {
         "acc": acc, "valid_core": valid[core.slices(read)], "image": image, "pieces": store,

@@ -132,19 +132,21 @@ class Engine:
         """(pixel x scale - mean) / std per band, float32; invalid pixels become 0 (the mean)."""
         t0 = time.perf_counter()
         x = data.astype(np.float32)
-        x *= self.scale
-        x -= self.mean
-        x /= self.std
+        self._normalise_in_place(x)
         x[:, ~valid] = 0.0
         self.timings.normalise += time.perf_counter() - t0
         return x
 
-    def _batch(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, rects: Sequence[Rect],
-               normalised: bool) -> np.ndarray:
-        """The float32 model input (N x bands x T x T) of the tiles at ``rects``, in a buffer reused
-        from batch to batch. Raw pixels (``normalised=False``) are normalised here tile by tile, with
-        the same float32 operations as :meth:`normalise`, so the values are identical and the block
-        never needs a float32 copy of all its pixels (4 bytes x bands x block area)."""
+    def _normalise_in_place(self, x: np.ndarray) -> None:
+        x *= self.scale
+        x -= self.mean
+        x /= self.std
+
+    def _batch(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, rects: Sequence[Rect]) -> np.ndarray:
+        """The float32 model input (N x bands x T x T) of the tiles at ``rects`` of the raw pixels
+        ``x``, in a buffer reused from batch to batch, normalised with the same float32 operations as
+        :meth:`normalise` (identical values), so a block never needs a float32 copy of all its
+        pixels (4 bytes x bands x block area)."""
         t = self.grid.tile_size
         shape = (len(rects), x.shape[0], t, t)
         if self._batch_buffer is None or self._batch_buffer.shape[1:] != shape[1:] \
@@ -153,16 +155,13 @@ class Engine:
         batch = self._batch_buffer[:shape[0]]
         for i, rect in enumerate(rects):
             batch[i] = x[(slice(None), *rect.slices(read_rect))]
-        if not normalised:
-            t0 = time.perf_counter()
-            batch *= self.scale
-            batch -= self.mean
-            batch /= self.std
-            for i, rect in enumerate(rects):
-                tile_valid = valid[rect.slices(read_rect)]
-                if not tile_valid.all():
-                    batch[i][:, ~tile_valid] = 0.0
-            self.timings.normalise += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self._normalise_in_place(batch)
+        for i, rect in enumerate(rects):
+            tile_valid = valid[rect.slices(read_rect)]
+            if not tile_valid.all():
+                batch[i][:, ~tile_valid] = 0.0
+        self.timings.normalise += time.perf_counter() - t0
         return batch
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
@@ -187,12 +186,11 @@ class Engine:
     def run_block(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, region: Rect,
                   own_tiles: Sequence[tuple[int, int]], pieces: Sequence[tuple[Rect, np.ndarray]],
                   later: dict[tuple[int, int], list[tuple[int, Rect]]],
-                  store: dict[int, list], *, normalised: bool = True) -> Iterator[int]:
+                  store: dict[int, list]) -> Iterator[int]:
         """Accumulate the block's region; yields the number of tiles finished after each batch.
 
-        ``x``/``valid``: pixels and validity over ``read_rect``; ``x`` is normalised
-        (:meth:`normalise`), or the raw pixels with ``normalised=False`` (then each batch of tiles
-        is normalised as it is made: same values, less memory). ``region``: the pixels
+        ``x``/``valid``: raw pixels (bands x h x w, source dtype) and validity over ``read_rect``;
+        each batch of tiles is normalised as it is made. ``region``: the pixels
         to accumulate (block + halo). ``own_tiles``: tiles to compute here (row-major);
         ``pieces``: contributions of tiles computed for earlier blocks; ``later[tile]``: (block
         index, rect) pieces of a tile that later blocks need, saved into ``store``. Returns (via
@@ -214,7 +212,7 @@ class Engine:
             yield skipped
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk], normalised))
+            probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk]))
             t0 = time.perf_counter()
             # numpy: single-threaded torch was 4x slower here, multi-threaded torch 30x (busy CPU)
             fixed = probs.cpu().numpy()
@@ -303,3 +301,12 @@ def crf_image(data: np.ndarray, scale: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(bands)
     s = scale[:3] if scale.shape[0] >= 3 else np.repeat(scale[:1], 3, axis=0)
     return np.clip(bands.astype(np.float32) * s * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def drain(run: Iterator[int]) -> np.ndarray:
+    """Run :meth:`Engine.run_block` to the end without progress events; its int32 accumulator."""
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            return stop.value

@@ -28,7 +28,7 @@ import numpy as np
 from affine import Affine
 
 from . import __version__
-from ._engine import Engine, crf_image, resolve_batch_size, resolve_device, resolve_precision
+from ._engine import Engine, crf_image, drain, resolve_batch_size, resolve_device, resolve_precision
 from ._journal import Journal, model_digest
 from ._outputs import PreviewSampler, finish_outputs, prepare_out_dir
 from ._pipeline_io import BlockReader, BlockWriter, PieceSpill, Sinks
@@ -365,7 +365,7 @@ def iter_predict(
             _, read_rect, data, valid = reader.get()
             waits["read_wait"] += time.perf_counter() - t0
             pieces = spill.take(blk.index) + store.pop(blk.index, [])
-            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store, normalised=False)
+            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store)
             del pieces
             while True:
                 try:
@@ -467,13 +467,7 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     data[:, :h, :w] = image
     ok = np.zeros((read.height, read.width), dtype=bool)
     ok[:h, :w] = True if valid is None else np.asarray(valid, dtype=bool)
-    run = engine.run_block(data, ok, read, region, own, [], {}, {}, normalised=False)
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            acc = stop.value
-            break
+    acc = drain(engine.run_block(data, ok, read, region, own, [], {}, {}))
     image_region = crf_image(image, engine.scale) if crf is not None else None
     labels, probs = engine.finish_block(acc, region, region, ok[:h, :w], image_region, crf, probabilities)
     return (labels, probs) if probabilities else labels
