@@ -106,6 +106,7 @@ def main(argv=None) -> int:
         Step,
         TrainConfig,
         checkpoint_path,
+        drain,
         evaluate_sources,
         iter_train,
     )
@@ -130,20 +131,18 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     events = iter_train(train_sources, classes, config, val_sources=val_sources, out=out, init=args.init,
                         name="segdeep-default" if out == DEFAULT_OUT else out.stem)
-    last = 0.0
-    while True:
-        try:
-            e = next(events)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if isinstance(e, Step) and time.perf_counter() - last > 60:
-            last = time.perf_counter()
+    last = [0.0]
+
+    def show(e) -> None:
+        if isinstance(e, Step) and time.perf_counter() - last[0] > 60:
+            last[0] = time.perf_counter()
             print(f"  epoch {e.epoch} step {e.step}/{e.steps_per_epoch} loss {e.loss:.3f} lr {e.lr:.2e} "
                   f"{e.tiles_per_second:.2f} tiles/s  {e.elapsed / 60:.1f} min", flush=True)
         elif isinstance(e, EpochDone):
             print(f"epoch {e.epoch}: train loss {e.train_loss:.3f}, val mIoU (subset) "
                   f"{e.val['mean_iou']:.3f}{'  best' if e.best else ''}  {e.elapsed / 60:.1f} min", flush=True)
+
+    result = drain(events, show)
     train_minutes = (time.perf_counter() - t0) / 60
     model, card = result.model.cpu().eval(), result.card
     # Full validation on tile 6 and on the committed sample scene.
