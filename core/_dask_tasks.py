@@ -252,9 +252,8 @@ def confusion_block(prediction: str, truth: str, classes: list, ignore_index: in
     """Confusion matrix of one window, as :func:`segdeep.evaluate.evaluate_rasters` computes it."""
     from rasterio.windows import Window
 
-    from .errors import SegdeepError
+    from .evaluate import window_confusion
     from .label_sources import open_labels
-    from .metrics import ConfusionMatrix
 
     key = (prediction, truth, ignore_index, attribute, repr([c.to_dict() for c in classes]))
     with _LOCK:
@@ -264,15 +263,4 @@ def confusion_block(prediction: str, truth: str, classes: list, ignore_index: in
             ref = open_labels(truth, classes, like=pred.info, attribute=attribute, ignore_index=ignore_index)
             _SOURCES[key] = (pred, ref)
         pred, ref = _SOURCES[key]
-    win = Window(*window)
-    num_classes = max(c.index for c in classes) + 1
-    p, p_valid = pred.read(win)
-    t, t_valid = ref.read(win)
-    for name, lab, valid in ((prediction, p, p_valid), (truth, t, t_valid)):
-        bad = valid & (lab >= num_classes) & (lab != ignore_index)
-        if bad.any():
-            raise SegdeepError(f"{name}: label {int(lab[bad][0])} is not a class of the palette "
-                               f"(0-{num_classes - 1}); pass the right classes with --classes")
-    cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    cm.update(t, p, t_valid)
-    return cm
+    return window_confusion(pred, ref, Window(*window), ignore_index)

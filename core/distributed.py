@@ -363,17 +363,11 @@ def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler
     cluster and merged (:meth:`segdeep.metrics.ConfusionMatrix.merge`); the same scores."""
     import uuid
 
-    from .evaluate import _blocks, _pick_classes, check_aligned
-    from .label_sources import open_labels
-    from .metrics import ConfusionMatrix, scores
+    from .evaluate import _blocks, open_pair, result_dict
+    from .metrics import ConfusionMatrix
 
-    if block_size < 16:
-        raise SegdeepError(f"block size {block_size} px is too small; use 256 or more")
-    classes = _pick_classes(classes, str(prediction))
-    pred = open_labels(prediction, classes)
-    ref = open_labels(truth, classes, like=pred.info, attribute=attribute, ignore_index=ignore_index)
-    if ref.kind != "vector":
-        check_aligned(pred.info, ref.info)
+    classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
+                                   block_size=block_size, attribute=attribute)
     cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
     windows = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
                for w in _blocks(pred.info.width, pred.info.height, block_size)]
@@ -385,10 +379,7 @@ def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler
             cm.merge(part)
             if progress:
                 progress(i + 1, len(windows))
-    result = scores(cm, classes)
-    result["inputs"] = {"prediction": str(prediction), "truth": str(truth)}
-    result["notes"] = pred.notes + ref.notes
-    return result
+    return result_dict(cm, classes, pred, ref)
 
 
 def _cluster_map_blocks(client, retries: int = 3):

@@ -75,6 +75,21 @@ def evaluate_rasters(
     colour-coded mask, or a vector file with a class ``attribute``. ``ignore_index`` pixels of the
     truth and nodata of either input are left out. ``progress(done, total)`` is called per block.
     """
+    classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
+                                   block_size=block_size, attribute=attribute)
+    cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
+    windows = list(_blocks(pred.info.width, pred.info.height, block_size))
+    for i, window in enumerate(windows):
+        cm.merge(window_confusion(pred, ref, window, ignore_index))
+        if progress:
+            progress(i + 1, len(windows))
+    return result_dict(cm, classes, pred, ref)
+
+
+def open_pair(prediction: str | Path, truth: str | Path, *, classes, ignore_index: int, block_size: int,
+              attribute: str | None) -> tuple[list[ClassInfo], LabelSource, LabelSource]:
+    """The checked inputs of an evaluation: ``(classes, prediction source, truth source)``; a vector
+    truth is rasterized onto the prediction's grid, a raster truth must be aligned with it."""
     if block_size < 16:
         raise SegdeepError(f"block size {block_size} px is too small; use 256 or more")
     classes = _pick_classes(classes, str(prediction))
@@ -83,23 +98,30 @@ def evaluate_rasters(
                                    ignore_index=ignore_index)
     if ref.kind != "vector":
         check_aligned(pred.info, ref.info)
-    num_classes = max(c.index for c in classes) + 1
+    return classes, pred, ref
+
+
+def window_confusion(pred: LabelSource, ref: LabelSource, window, ignore_index: int) -> ConfusionMatrix:
+    """Confusion matrix of one window (a rasterio Window, pixels); labels outside the palette are a
+    one-line error naming the file."""
+    num_classes = max(c.index for c in pred.classes) + 1
+    p, p_valid = pred.read(window)
+    t, t_valid = ref.read(window)
+    for source, lab, valid in ((pred, p, p_valid), (ref, t, t_valid)):
+        bad = valid & (lab >= num_classes) & (lab != ignore_index)
+        if bad.any():
+            raise SegdeepError(
+                f"{source.path}: label {int(lab[bad][0])} is not a class of the palette "
+                f"(0-{num_classes - 1}); pass the right classes with --classes"
+            )
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    windows = list(_blocks(pred.info.width, pred.info.height, block_size))
-    for i, window in enumerate(windows):
-        p, p_valid = pred.read(window)
-        t, t_valid = ref.read(window)
-        for name, lab, valid in ((prediction, p, p_valid), (truth, t, t_valid)):
-            bad = valid & (lab >= num_classes) & (lab != ignore_index)
-            if bad.any():
-                raise SegdeepError(
-                    f"{name}: label {int(lab[bad][0])} is not a class of the palette "
-                    f"(0-{num_classes - 1}); pass the right classes with --classes"
-                )
-        cm.update(t, p, t_valid)
-        if progress:
-            progress(i + 1, len(windows))
+    cm.update(t, p, t_valid)
+    return cm
+
+
+def result_dict(cm: ConfusionMatrix, classes: list[ClassInfo], pred: LabelSource, ref: LabelSource) -> dict:
+    """The scores of ``cm`` with the inputs and their notes (the report's dict)."""
     result = scores(cm, classes)
-    result["inputs"] = {"prediction": str(prediction), "truth": str(truth)}
+    result["inputs"] = {"prediction": str(pred.path), "truth": str(ref.path)}
     result["notes"] = pred.notes + ref.notes
     return result
