@@ -112,6 +112,11 @@ def card_dict(card) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def model_tile_size(card, tile_size: int | None = None) -> int:
+    """Tile size in pixels: ``tile_size`` when given, else the card's, else 512."""
+    return int(tile_size or getattr(card, "tile_size", None) or 512)
+
+
 def default_overlap(tile_size: int) -> int:
     """Default overlap in pixels: 64, or a quarter of the tile for tiles under 256 px."""
     return min(64, int(tile_size) // 4)
@@ -223,7 +228,7 @@ def plan_run(image: str | Path, info, card, out_dir: str | Path, *, tile_size: i
     """Check a run's settings against the raster and the model card (one-line :class:`SegdeepError`
     before any compute) and lay out its tiles and blocks; creates the output folder. Shared by
     :func:`iter_predict` and :func:`segdeep.distributed.iter_predict_distributed`."""
-    tile_size = int(tile_size or getattr(card, "tile_size", None) or 512)
+    tile_size = model_tile_size(card, tile_size)
     overlap = default_overlap(tile_size) if overlap is None else overlap
     check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
     want = list(card.bands)
@@ -301,7 +306,7 @@ def iter_predict(
     dev = resolve_device(device)
     model, card = _resolve_model(bundle, model, card, dev)
     prec = resolve_precision(precision, dev)
-    batch = resolve_batch_size(batch_size, dev, tile_size or getattr(card, "tile_size", None) or 512)
+    batch = resolve_batch_size(batch_size, dev, model_tile_size(card, tile_size))
     plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
                     bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
     tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
@@ -452,7 +457,7 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     if n != len(card.bands):
         raise SegdeepError(f"image has {n} band(s) but the model takes {len(card.bands)} (card bands {list(card.bands)})")
     dev = resolve_device(device)
-    tile = int(tile_size or getattr(card, "tile_size", None) or 512)
+    tile = model_tile_size(card, tile_size)
     overlap = default_overlap(tile) if overlap is None else overlap
     check_tiling(tile, overlap, max(w, tile), max(h, tile), where="image")
     grid = TileGrid(w, h, tile, int(overlap))
