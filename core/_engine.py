@@ -10,8 +10,12 @@ in whichever order they were added. That is what makes the labels identical for 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +76,38 @@ def resolve_batch_size(batch_size: int | str, device: torch.device, tile_size: i
     return n
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | str, device: torch.device) -> tuple[int, int]:
+    """(tiles computed at once, torch threads each) on the CPU; ``(0, 0)`` on CUDA (batches run in
+    the calling thread, one after the other).
+
+    ``auto``: 2 workers with half the cores each when there are 2 or more cores. On this 2-core
+    machine two tiles at once on 1 thread each ran 1.2-1.3x faster than one tile on 2 threads
+    (``benchmarks/predict.py forward``): small convolutions split poorly over threads, and the
+    waiting OpenMP threads spin. A number N: N workers with ``cores // N`` threads each (at least 1).
+    """
+    if device.type != "cpu":
+        return 0, 0
+    cores = available_cores()
+    if str(workers).lower() == "auto":
+        n = 2 if cores >= 2 else 1
+    else:
+        try:
+            n = int(workers)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or str(n) != str(workers).strip():
+            raise SegdeepError(f"workers {workers!r} must be a whole number >= 1 or 'auto'")
+    return n, max(1, cores // n)
+
+
 def _per_band(value, n: int, name: str) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(value, dtype=np.float32))
     if arr.size == 1:
@@ -94,10 +130,17 @@ class Timings:
 
 
 class Engine:
-    """A model on a device with its normalisation; turns blocks of pixels into blended scores."""
+    """A model on a device with its normalisation; turns blocks of pixels into blended scores.
+
+    With ``workers`` >= 1, batches run on that many threads of the engine's own, each with
+    ``threads`` torch threads (see :func:`resolve_workers`); the blocks' accumulators are only
+    touched by the thread that runs :meth:`run_block`, so results do not depend on the number of
+    workers. ``workers=0`` runs each batch in the calling thread (the CUDA path, and Dask tasks,
+    whose worker threads are set up by the cluster). Call :meth:`close` when done.
+    """
 
     def __init__(self, model: torch.nn.Module, card, *, grid: TileGrid, device: torch.device,
-                 precision: str, batch_size: int) -> None:
+                 precision: str, batch_size: int, workers: int = 0, threads: int = 1) -> None:
         self.card = card
         self.grid = grid
         self.device = device
@@ -117,10 +160,35 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.lut = np.array([c.index for c in self.classes], dtype=np.uint8)
         self.timings = Timings()
-        self._batch_buffer: np.ndarray | None = None
+        self.workers = int(workers) if device.type == "cpu" else 0
+        self.threads = max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # timings and counters are added to from the workers
+        self._local = threading.local()  # each thread's batch buffer
         self._weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
         self.tiles_computed = 0
         self.tiles_skipped = 0
+
+    def close(self) -> None:
+        """Stop the worker threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _time(self, name: str, seconds: float) -> None:
+        with self._lock:
+            setattr(self.timings, name, getattr(self.timings, name) + seconds)
+
+    def _submit(self, fn, *args) -> Future:
+        """``fn(*args)`` on a worker, or now in this thread without workers."""
+        if self.workers:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="segdeep-tiles",
+                                                initializer=torch.set_num_threads, initargs=(self.threads,))
+            return self._pool.submit(fn, *args)
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -134,7 +202,7 @@ class Engine:
         x = data.astype(np.float32)
         self._normalise_in_place(x)
         x[:, ~valid] = 0.0
-        self.timings.normalise += time.perf_counter() - t0
+        self._time("normalise", time.perf_counter() - t0)
         return x
 
     def _normalise_in_place(self, x: np.ndarray) -> None:
@@ -146,13 +214,13 @@ class Engine:
         """The float32 model input (N x bands x T x T) of the tiles at ``rects`` of the raw pixels
         ``x``, in a buffer reused from batch to batch, normalised with the same float32 operations as
         :meth:`normalise` (identical values), so a block never needs a float32 copy of all its
-        pixels (4 bytes x bands x block area)."""
+        pixels (4 bytes x bands x block area). Each thread has its own buffer."""
         t = self.grid.tile_size
         shape = (len(rects), x.shape[0], t, t)
-        if self._batch_buffer is None or self._batch_buffer.shape[1:] != shape[1:] \
-                or self._batch_buffer.shape[0] < shape[0]:
-            self._batch_buffer = np.empty((max(shape[0], self.batch_size), *shape[1:]), dtype=np.float32)
-        batch = self._batch_buffer[:shape[0]]
+        buffer = getattr(self._local, "batch", None)
+        if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
+            buffer = self._local.batch = np.empty((max(shape[0], self.batch_size), *shape[1:]), dtype=np.float32)
+        batch = buffer[:shape[0]]
         for i, rect in enumerate(rects):
             batch[i] = x[(slice(None), *rect.slices(read_rect))]
         t0 = time.perf_counter()
@@ -161,7 +229,7 @@ class Engine:
             tile_valid = valid[rect.slices(read_rect)]
             if not tile_valid.all():
                 batch[i][:, ~tile_valid] = 0.0
-        self.timings.normalise += time.perf_counter() - t0
+        self._time("normalise", time.perf_counter() - t0)
         return batch
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
@@ -180,8 +248,22 @@ class Engine:
             probs = torch.softmax(logits.float(), dim=1)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.timings.forward += time.perf_counter() - t0
+        self._time("forward", time.perf_counter() - t0)
         return probs
+
+    def _fixed_scores(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect,
+                      chunk: Sequence[tuple[tuple[int, int], Rect]]) -> np.ndarray:
+        """A batch of tiles -> their blend-weighted probabilities in fixed point (int32, N x C x T x T)."""
+        probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk]))
+        t0 = time.perf_counter()
+        # numpy: single-threaded torch was 4x slower here, multi-threaded torch 30x (busy CPU)
+        fixed = probs.cpu().numpy()
+        for i, (tile, _) in enumerate(chunk):
+            fixed[i] *= self._scaled_weights(*tile)
+        fixed += np.float32(0.5)  # then truncate: round half up, the same on every run
+        out = fixed.astype(np.int32)
+        self._time("blend", time.perf_counter() - t0)
+        return out
 
     def run_block(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, region: Rect,
                   own_tiles: Sequence[tuple[int, int]], pieces: Sequence[tuple[Rect, np.ndarray]],
@@ -210,27 +292,45 @@ class Engine:
         skipped = len(own_tiles) - len(todo)
         if skipped:
             yield skipped
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
-            probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk]))
-            t0 = time.perf_counter()
-            # numpy: single-threaded torch was 4x slower here, multi-threaded torch 30x (busy CPU)
-            fixed = probs.cpu().numpy()
-            for i, (tile, _) in enumerate(chunk):
-                fixed[i] *= self._scaled_weights(*tile)
-            fixed += np.float32(0.5)  # then truncate: round half up, the same on every run
-            fixed = fixed.astype(np.int32)
-            del probs
-            for (tile, rect), q in zip(chunk, fixed, strict=True):
-                inside = rect.intersect(region)
-                if not inside.empty:
-                    acc[(slice(None), *inside.slices(region))] += q[(slice(None), *inside.slices(rect))]
-                for block_index, piece_rect in later.get(tile, ()):
-                    store.setdefault(block_index, []).append(
-                        (piece_rect, q[(slice(None), *piece_rect.slices(rect))].copy()))
-            self.tiles_computed += len(chunk)
-            self.timings.blend += time.perf_counter() - t0
-            yield len(chunk)
+        # Up to `workers` batches in flight; each is added to the accumulator here, in order.
+        pending: deque[tuple[list, Future]] = deque()
+        starts = iter(range(0, len(todo), self.batch_size))
+
+        def submit_next() -> None:
+            start = next(starts, None)
+            if start is not None:
+                chunk = todo[start:start + self.batch_size]
+                pending.append((chunk, self._submit(self._fixed_scores, x, valid, read_rect, chunk)))
+
+        try:
+            for _ in range(max(1, self.workers)):
+                submit_next()
+            while pending:
+                chunk, future = pending.popleft()
+                fixed = future.result()
+                if self.workers:
+                    submit_next()  # keeps the workers busy while this batch is added
+                t0 = time.perf_counter()
+                for (tile, rect), q in zip(chunk, fixed, strict=True):
+                    inside = rect.intersect(region)
+                    if not inside.empty:
+                        acc[(slice(None), *inside.slices(region))] += q[(slice(None), *inside.slices(rect))]
+                    for block_index, piece_rect in later.get(tile, ()):
+                        store.setdefault(block_index, []).append(
+                            (piece_rect, q[(slice(None), *piece_rect.slices(rect))].copy()))
+                del fixed
+                self.tiles_computed += len(chunk)
+                self._time("blend", time.perf_counter() - t0)
+                yield len(chunk)
+                if not self.workers:
+                    submit_next()
+        finally:  # closed early (cancel) or failed: batches not started are dropped, running ones end
+            for _, future in pending:
+                future.cancel()
+            for _, future in pending:
+                if not future.cancelled():
+                    with contextlib.suppress(BaseException):
+                        future.result()
         return acc
 
     def finish_block(self, acc: np.ndarray, region: Rect, core: Rect, valid_core: np.ndarray,

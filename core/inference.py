@@ -28,7 +28,15 @@ import numpy as np
 from affine import Affine
 
 from . import __version__
-from ._engine import Engine, crf_image, drain, resolve_batch_size, resolve_device, resolve_precision
+from ._engine import (
+    Engine,
+    crf_image,
+    drain,
+    resolve_batch_size,
+    resolve_device,
+    resolve_precision,
+    resolve_workers,
+)
 from ._journal import Journal, model_digest
 from ._outputs import PreviewSampler, finish_outputs, prepare_out_dir
 from ._pipeline_io import BlockReader, BlockWriter, PieceSpill, Sinks
@@ -48,6 +56,8 @@ class Started:
     precision: str
     batch_size: int
     block_size: int  # pixels, after rounding to whole tile strides
+    workers: int = 0  # CPU: batches computed at once (0: one after the other, in the calling thread)
+    threads: int = 0  # CPU: torch threads of each worker
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,7 @@ def iter_predict(
     batch_size: int | str = "auto",
     device: str = "auto",
     precision: str = "auto",
+    workers: int | str = "auto",
     bands: list[int] | None = None,
     crf=None,
     probabilities: bool = False,
@@ -285,6 +296,9 @@ def iter_predict(
             up to whole strides); memory grows with its square, labels do not change.
         batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
+        workers: on the CPU, batches computed at once, each on ``cores // workers`` torch threads;
+            ``auto``: 2 when there are 2+ cores (see :func:`segdeep._engine.resolve_workers`).
+            Labels do not depend on it. Ignored on CUDA.
         bands: 1-based raster bands fed to the model (default: the card's bands).
         crf: a :class:`segdeep.crf.CRFParams` to refine each block with a dense CRF, or None.
         probabilities: also write per-class probabilities (uint8, 255 = 1.0).
@@ -307,11 +321,13 @@ def iter_predict(
     model, card = _resolve_model(bundle, model, card, dev)
     prec = resolve_precision(precision, dev)
     batch = resolve_batch_size(batch_size, dev, model_tile_size(card, tile_size))
+    n_workers, threads = resolve_workers(workers, dev)
     plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
                     bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
     tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
     grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
-    engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch)
+    engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch, workers=n_workers,
+                    threads=threads)
 
     fingerprint = {
         "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
@@ -326,7 +342,8 @@ def iter_predict(
     todo = [b for b in all_blocks if b.index not in journal.done]
     plans, later = _plan(grid, blocks, todo, halo, raster)
     total_tiles = sum(len(p[2]) for p in plans)
-    yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block)
+    yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block,
+                  n_workers, threads)
 
     confusion = None
     if truth is not None:
@@ -397,6 +414,7 @@ def iter_predict(
                             (r.col_off, r.row_off, r.width, r.height))
         ok = True
     finally:
+        engine.close()
         reader.close()
         spill.close()
         if ok:
@@ -416,6 +434,7 @@ def iter_predict(
                            blocks_resumed=len(all_blocks) - len(todo))
     params = {"image": str(image), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
               "batch_size": batch, "device": str(dev), "precision": prec, "bands": bands,
+              "workers": n_workers, "threads_per_worker": threads,
               "window": [area.col_off, area.row_off, area.width, area.height], "bounds": list(bounds) if bounds else None,
               "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
               "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
@@ -440,7 +459,7 @@ def predict_raster(image: str | Path, bundle=None, out_dir: str | Path | None = 
 
 def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,
                   overlap: int | None = None, batch_size: int | str = "auto", device: str = "auto",
-                  precision: str = "auto", crf=None, probabilities: bool = False):
+                  precision: str = "auto", workers: int | str = "auto", crf=None, probabilities: bool = False):
     """Segment an in-memory image (bands x height x width, raw pixel values of the card's bands).
 
     Same tiling, blending and normalisation as :func:`iter_predict` (an image smaller than a tile
@@ -461,8 +480,9 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     overlap = default_overlap(tile) if overlap is None else overlap
     check_tiling(tile, overlap, max(w, tile), max(h, tile), where="image")
     grid = TileGrid(w, h, tile, int(overlap))
+    n_workers, threads = resolve_workers(workers, dev)
     engine = Engine(model, card, grid=grid, device=dev, precision=resolve_precision(precision, dev),
-                    batch_size=resolve_batch_size(batch_size, dev, tile))
+                    batch_size=resolve_batch_size(batch_size, dev, tile), workers=n_workers, threads=threads)
     region = Rect(0, 0, w, h)
     own = list(grid.tiles_touching(region))
     read = region
@@ -472,7 +492,10 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     data[:, :h, :w] = image
     ok = np.zeros((read.height, read.width), dtype=bool)
     ok[:h, :w] = True if valid is None else np.asarray(valid, dtype=bool)
-    acc = drain(engine.run_block(data, ok, read, region, own, [], {}, {}))
+    try:
+        acc = drain(engine.run_block(data, ok, read, region, own, [], {}, {}))
+    finally:
+        engine.close()
     image_region = crf_image(image, engine.scale) if crf is not None else None
     labels, probs = engine.finish_block(acc, region, region, ok[:h, :w], image_region, crf, probabilities)
     return (labels, probs) if probabilities else labels

@@ -60,6 +60,9 @@ def configure(parser) -> None:
                         help="block side in pixels: memory grows with its square, labels do not change (default 2048)")
     parser.add_argument("--batch-size", default="auto", metavar="N|auto", help="tiles per forward pass (default auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--workers", default="auto", metavar="N|auto",
+                        help="CPU: batches computed at once, each on cores/N torch threads; labels do not "
+                             "change (default auto: 2 on 2+ cores)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="auto: fp32 on CPU, bf16/fp16 autocast on CUDA")
     parser.add_argument("--bands", default=None, metavar="1,2,3",
@@ -135,10 +138,13 @@ def run(args) -> int:
         from ..distributed import ClusterReady, iter_predict_distributed
 
         ready_event = ClusterReady
+        if str(args.workers).lower() != "auto":
+            raise SegdeepError(f"--workers {args.workers}: applies to runs in this process; a cluster's workers "
+                               "come from --scheduler (local:N starts N)")
         gen = iter_predict_distributed(args.image, _model_path(args.model), args.out, scheduler=args.scheduler,
                                        **kwargs)
     else:
-        gen = iter_predict(args.image, _model_path(args.model), args.out, **kwargs)
+        gen = iter_predict(args.image, _model_path(args.model), args.out, workers=args.workers, **kwargs)
     bar = None
     try:
         while True:
@@ -152,7 +158,8 @@ def run(args) -> int:
                       f"{event.dashboard or 'not available'}", file=sys.stderr)
             elif isinstance(event, Started):
                 resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
-                print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}), "
+                on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
+                print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}{on}), "
                       f"{event.total_blocks} block(s) of {event.block_size} px, {event.total_tiles} tiles{resumed}",
                       file=sys.stderr)
                 if not args.quiet:
