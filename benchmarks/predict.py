@@ -1,13 +1,14 @@
 """Benchmarks of `segdeep predict` (issue 5). Prints its figures; see benchmarks/README.md.
 
   python benchmarks/predict.py p1      # efficiency: predict throughput / raw batched forward throughput
+  python benchmarks/predict.py p1 --model deeplab_v3plus:mobilenet_v3_large   # the same with a heavier model
   python benchmarks/predict.py p2      # peak RSS at 16, 64 and 256 MP (each size in its own process)
   python benchmarks/predict.py naive   # whole-image sliding window with a C x H x W logit array
   python benchmarks/predict.py forward # channels_last and batch size on this CPU
 
-P1 runs on the generated sample scene (4096 x 4096, `segdeep sample`) with a light U-Net and the
-default tiling (tile 512, overlap 64, block 2048); the raw forward pass runs over the same tiles,
-already in memory and normalised, in the same process. P2 and naive use generated rasters and a
+P1 runs on the generated sample scene (4096 x 4096, `segdeep sample`) with the shipped U-Net (or
+`--model`) and the default tiling (tile 512, overlap 64, block 2048); the raw forward pass runs over
+the same tiles, already in memory and normalised, in the same process (see `p1`). P2 and naive use generated rasters and a
 small fast model, so they measure the pipeline's memory rather than the model's.
 """
 
@@ -82,9 +83,39 @@ def make_raster(path: Path, size: int, block: int = 2048) -> Path:
     return path
 
 
-def p1(work: Path) -> dict:
+def p1_model(name: str):
+    """``shipped``: the trained default bundle (real-looking labels); else an architecture of the
+    registry with random weights (seed 0) and the default card (its noisier labels cost the
+    pipeline more to store than a trained model's)."""
+    if name == "shipped":
+        shipped = ROOT / "sample_data" / "models" / "default.safetensors"
+        if shipped.exists():
+            from segdeep.models.bundle import load_bundle
+
+            return load_bundle(shipped)
+        return unet(), card()
     import torch
-    from segdeep._engine import Engine
+    from segdeep.classes import DUBAI_CLASSES
+    from segdeep.models.bundle import ModelCard
+    from segdeep.models.registry import create_model
+
+    arch, _, backbone = name.partition(":")
+    kwargs = {"backbone": backbone} if backbone else {}
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=6, in_channels=3, **kwargs).eval()
+    return model, ModelCard(architecture=arch, classes=list(DUBAI_CLASSES), name=name, kwargs=kwargs, tile_size=512)
+
+
+def p1(work: Path, model_name: str = "shipped", repeat: int = 2) -> dict:
+    """P1: predict's throughput over the raw forward pass's, on the same tiles, in one process.
+
+    The raw pass runs both ways a predict could run the model (one tile at a time on all torch
+    threads, and as many tiles at once as predict's workers, each on its share of the threads); the
+    denominator is the faster way's best time. Raw and predict alternate ``repeat`` times, and the
+    best time of each is kept (the machine is shared; a slow outlier is load, not the code)."""
+    import rasterio
+    import torch
+    from segdeep._engine import Engine, resolve_workers
     from segdeep.inference import predict_raster
     from segdeep.raster import read_window
     from segdeep.sample import make_sample_scene
@@ -93,27 +124,21 @@ def p1(work: Path) -> dict:
     scene = work / "scene4096" / "scene.tif"
     if not scene.exists():
         make_sample_scene(work / "scene4096", size=4096)
-    shipped = Path(__file__).resolve().parents[1] / "sample_data" / "models" / "default.safetensors"
-    if shipped.exists():  # a trained model: real-looking labels (a random one's noise labels cost more to store)
-        from segdeep.models.bundle import load_bundle
-
-        model, c = load_bundle(shipped)
-    else:
-        model, c = unet(), card()
+    model, c = p1_model(model_name)
     grid = TileGrid(4096, 4096, 512, 64)
     tiles = list(grid.tiles_touching(Rect(0, 0, 4096, 4096)))
     engine = Engine(model, c, grid=grid, device=torch.device("cpu"), precision="fp32", batch_size=1)
-    batch = []
+    inputs = []
     for t in tiles:
         rect = grid.rect(*t)
-        data, valid = read_window(str(scene), __import__("rasterio").windows.Window(
-            rect.col_off, rect.row_off, rect.width, rect.height))
-        batch.append(engine.normalise(data, valid))
-    inputs = [torch.from_numpy(x[None]).contiguous(memory_format=torch.channels_last) for x in batch]
-    del batch
+        data, valid = read_window(str(scene), rasterio.windows.Window(rect.col_off, rect.row_off, rect.width,
+                                                                       rect.height))
+        inputs.append(torch.from_numpy(engine.normalise(data, valid)[None]).contiguous(
+            memory_format=torch.channels_last))
+    n, threads = resolve_workers("auto", torch.device("cpu"))
 
     def raw_serial() -> float:
-        """The model alone over the same tiles, one after the other on torch's threads (batch 1,
+        """The model alone over the tiles, one after the other on torch's threads (batch 1,
         channels_last, inference mode)."""
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -121,20 +146,15 @@ def p1(work: Path) -> dict:
                 engine.model(x)
         return time.perf_counter() - t0
 
+    def part(i: int) -> None:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            for x in inputs[i::n]:
+                engine.model(x)
+
     def raw_concurrent() -> float:
-        """The model alone over the same tiles, as many at once as predict's workers, each on as
-        many torch threads as a predict worker has: the best raw figure here, so the denominator."""
+        """The model alone over the tiles, ``n`` at once on ``threads`` torch threads each (as predict)."""
         from concurrent.futures import ThreadPoolExecutor
-
-        from segdeep._engine import resolve_workers
-
-        n, threads = resolve_workers("auto", torch.device("cpu"))
-
-        def part(i: int) -> None:
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                for x in inputs[i::n]:
-                    engine.model(x)
 
         t0 = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
@@ -143,21 +163,22 @@ def p1(work: Path) -> dict:
 
     with torch.inference_mode():
         engine.model(inputs[0])  # warm-up
-
-    serial1, raw1 = raw_serial(), raw_concurrent()
-    t0 = time.perf_counter()
-    result = predict_raster(scene, (model, c), work / "p1-out", tile_size=512, overlap=64, block_size=2048,
-                            batch_size=1)
-    predict_s = time.perf_counter() - t0
-    raw2, serial2 = raw_concurrent(), raw_serial()
-    raw_s = min((raw1 + raw2) / 2, (serial1 + serial2) / 2)
-    return {"model": c.name, "tiles": len(tiles), "tiles_computed": result.tiles_computed, "raw_forward_s": round(raw_s, 2),
-            "raw_forward_runs_s": {"concurrent": [round(raw1, 2), round(raw2, 2)],
-                                                           "serial": [round(serial1, 2), round(serial2, 2)]}, "predict_s": round(predict_s, 2),
-            "predict_compute_s": result.timings["compute"], "timings": result.timings,
-            "efficiency_total": round(raw_s / predict_s, 3),
-            # robust to a busy machine: the model's share of the predict run's own wall time
-            "forward_share_of_predict": round(result.timings["forward"] / predict_s, 3),
+    runs: dict[str, list[float]] = {"serial": [], "concurrent": [], "predict": []}
+    result = None
+    for _ in range(repeat):
+        runs["serial"].append(raw_serial())
+        runs["concurrent"].append(raw_concurrent())
+        t0 = time.perf_counter()
+        result = predict_raster(scene, (model, c), work / "p1-out", tile_size=512, overlap=64, block_size=2048,
+                                batch_size=1)
+        runs["predict"].append(time.perf_counter() - t0)
+    raw_s = min(runs["serial"] + runs["concurrent"])
+    predict_s = min(runs["predict"])
+    return {"model": c.name, "tiles": len(tiles), "tiles_computed": result.tiles_computed,
+            "raw_forward_s": round(raw_s, 2), "predict_s": round(predict_s, 2),
+            "runs_s": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
+            "workers": [n, threads], "timings_last_run": result.timings,
+            "efficiency": round(raw_s / predict_s, 3),
             "efficiency_compute": round(raw_s / result.timings["compute"], 3)}
 
 
@@ -248,12 +269,12 @@ def child_forward(work: Path, rounds: int = 5) -> dict:
             "passes_s_per_tile": {k: [round(t, 3) for t in v] for k, v in times.items()}}
 
 
-def spawn(kind: str, size: int, work: Path) -> dict:
+def spawn(kind: str, size: int, work: Path, extra: tuple[str, ...] = ()) -> dict:
     """Run one measurement in a fresh process (its peak RSS is its own); rasters are made beforehand
     in another process so that their generation does not count."""
     if kind in ("pipeline", "naive"):
         spawn("make", size, work)
-    cmd = [sys.executable, __file__, "--child", kind, "--size", str(size), "--work", str(work)]
+    cmd = [sys.executable, __file__, "--child", kind, "--size", str(size), "--work", str(work), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1:] or done.returncode}
@@ -266,6 +287,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="4096,8192,16384", help="P2 raster sides in pixels")
     parser.add_argument("--naive-sizes", default="4096,8192", help="naive comparison raster sides")
     parser.add_argument("--work", default=None, help="folder for generated rasters (default: a temp folder)")
+    parser.add_argument("--model", default="shipped",
+                        help="P1 model: shipped (the trained default bundle) or an architecture, e.g. "
+                             "deeplab_v3plus:mobilenet_v3_large (random weights)")
+    parser.add_argument("--repeat", type=int, default=2, help="P1: raw and predict runs, best kept (default 2)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -274,14 +299,16 @@ def main() -> None:
     if args.child:
         fn = {"pipeline": lambda: child_pipeline(args.size, work), "naive": lambda: child_naive(args.size, work),
               "make": lambda: {"path": str(make_raster(work / f"r{args.size}.tif", args.size))},
-              "forward": lambda: child_forward(work), "p1": lambda: p1(work)}[args.child]
+              "forward": lambda: child_forward(work),
+              "p1": lambda: p1(work, args.model, args.repeat)}[args.child]
         print(json.dumps(fn()))
         return
     if args.what in ("all", "forward"):
         print("forward (U-Net base 8, depth 4, 512 px tiles, CPU):", json.dumps(spawn("forward", 0, work)), flush=True)
     if args.what in ("all", "p1"):
-        r = spawn("p1", 0, work)
-        print("P1 (4096 x 4096 sample scene, U-Net, tile 512, overlap 64, block 2048):", json.dumps(r), flush=True)
+        r = spawn("p1", 0, work, ("--model", args.model, "--repeat", str(args.repeat)))
+        print(f"P1 (4096 x 4096 sample scene, {args.model} model, tile 512, overlap 64, block 2048):", json.dumps(r),
+              flush=True)
     if args.what in ("all", "p2"):
         rows = {}
         for s in (int(v) for v in args.sizes.split(",")):

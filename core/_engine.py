@@ -129,6 +129,18 @@ class Timings:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class BlockTiles:
+    """A block's tiles queued for the model (:meth:`Engine.prepare`)."""
+
+    x: np.ndarray  # raw pixels, bands x h x w over read_rect
+    valid: np.ndarray
+    read_rect: Rect
+    skipped: int  # tiles without a valid pixel: not computed
+    batches: int  # batches to compute
+    chunks: deque  # batches (lists of (tile, rect)) not yet submitted
+
+
 class Engine:
     """A model on a device with its normalisation; turns blocks of pixels into blended scores.
 
@@ -163,6 +175,8 @@ class Engine:
         self.workers = int(workers) if device.type == "cpu" else 0
         self.threads = max(1, int(threads))
         self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[BlockTiles, list, Future]] = deque()  # submitted batches, oldest first
+        self._ready: deque[BlockTiles] = deque()  # prepared blocks with batches not yet submitted
         self._lock = threading.Lock()  # timings and counters are added to from the workers
         self._local = threading.local()  # each thread's batch buffer
         self._weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
@@ -170,7 +184,8 @@ class Engine:
         self.tiles_skipped = 0
 
     def close(self) -> None:
-        """Stop the worker threads (idempotent)."""
+        """Drop batches not started, wait for running ones and stop the worker threads (idempotent)."""
+        self._abandon()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -189,6 +204,48 @@ class Engine:
         done: Future = Future()
         done.set_result(fn(*args))
         return done
+
+    def _fill(self, limit: int) -> None:
+        """Submit batches of the prepared blocks, in block order, until ``limit`` are in flight."""
+        while len(self._pending) < limit and self._ready:
+            tiles = self._ready[0]
+            if not tiles.chunks:
+                self._ready.popleft()
+                continue
+            chunk = tiles.chunks.popleft()
+            self._pending.append((tiles, chunk, self._submit(self._fixed_scores, tiles.x, tiles.valid,
+                                                             tiles.read_rect, chunk)))
+
+    def _abandon(self) -> None:
+        """Cancel the batches in flight (those running finish) and forget the prepared blocks."""
+        self._ready.clear()
+        pending, self._pending = list(self._pending), deque()
+        for _, _, future in pending:
+            future.cancel()
+        for _, _, future in pending:
+            if not future.cancelled():
+                with contextlib.suppress(BaseException):
+                    future.result()
+
+    def prepare(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect,
+                own_tiles: Sequence[tuple[int, int]]) -> BlockTiles:
+        """Queue a block's tiles that have valid pixels (see :meth:`run_block` for the arguments).
+
+        With workers, they start as soon as the blocks prepared before have all theirs submitted:
+        preparing the next block before running this one keeps the workers busy across the
+        boundary (``2 x workers`` batches in flight). Blocks must then be run in the order prepared.
+        """
+        todo: list[tuple[tuple[int, int], Rect]] = []
+        for tile in own_tiles:
+            rect = self.grid.rect(*tile)
+            if valid[rect.slices(read_rect)].any():
+                todo.append((tile, rect))
+        chunks = deque(todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size))
+        tiles = BlockTiles(x, valid, read_rect, len(own_tiles) - len(todo), len(chunks), chunks)
+        self._ready.append(tiles)
+        if self.workers:
+            self._fill(2 * self.workers)
+        return tiles
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -268,48 +325,35 @@ class Engine:
     def run_block(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect, region: Rect,
                   own_tiles: Sequence[tuple[int, int]], pieces: Sequence[tuple[Rect, np.ndarray]],
                   later: dict[tuple[int, int], list[tuple[int, Rect]]],
-                  store: dict[int, list]) -> Iterator[int]:
+                  store: dict[int, list], prepared: BlockTiles | None = None) -> Iterator[int]:
         """Accumulate the block's region; yields the number of tiles finished after each batch.
 
         ``x``/``valid``: raw pixels (bands x h x w, source dtype) and validity over ``read_rect``;
         each batch of tiles is normalised as it is made. ``region``: the pixels
         to accumulate (block + halo). ``own_tiles``: tiles to compute here (row-major);
         ``pieces``: contributions of tiles computed for earlier blocks; ``later[tile]``: (block
-        index, rect) pieces of a tile that later blocks need, saved into ``store``. Returns (via
+        index, rect) pieces of a tile that later blocks need, saved into ``store``. ``prepared``:
+        this block's :meth:`prepare` when it was called beforehand. Returns (via
         ``StopIteration.value``) the int32 accumulator, classes x region.
         """
+        tiles = prepared if prepared is not None else self.prepare(x, valid, read_rect, own_tiles)
         acc = np.zeros((self.num_classes, region.height, region.width), dtype=np.int32)
         for rect, piece in pieces:
             acc[(slice(None), *rect.slices(region))] += piece
         piece = pieces = None  # not held while the block runs
-        todo: list[tuple[tuple[int, int], Rect]] = []
-        for tile in own_tiles:
-            rect = self.grid.rect(*tile)
-            if valid[rect.slices(read_rect)].any():
-                todo.append((tile, rect))
-            else:
-                self.tiles_skipped += 1
-        skipped = len(own_tiles) - len(todo)
-        if skipped:
-            yield skipped
-        # Up to `workers` batches in flight; each is added to the accumulator here, in order.
-        pending: deque[tuple[list, Future]] = deque()
-        starts = iter(range(0, len(todo), self.batch_size))
-
-        def submit_next() -> None:
-            start = next(starts, None)
-            if start is not None:
-                chunk = todo[start:start + self.batch_size]
-                pending.append((chunk, self._submit(self._fixed_scores, x, valid, read_rect, chunk)))
-
         try:
-            for _ in range(max(1, self.workers)):
-                submit_next()
-            while pending:
-                chunk, future = pending.popleft()
+            if tiles.skipped:
+                self.tiles_skipped += tiles.skipped
+                yield tiles.skipped
+            for _ in range(tiles.batches):
+                if not self._pending:
+                    self._fill(1)  # without workers: this batch, computed now
+                owner, chunk, future = self._pending.popleft()
+                if owner is not tiles:
+                    raise RuntimeError("blocks must be run in the order they were prepared")
                 fixed = future.result()
                 if self.workers:
-                    submit_next()  # keeps the workers busy while this batch is added
+                    self._fill(2 * self.workers)  # keeps the workers busy while this batch is added
                 t0 = time.perf_counter()
                 for (tile, rect), q in zip(chunk, fixed, strict=True):
                     inside = rect.intersect(region)
@@ -322,15 +366,9 @@ class Engine:
                 self.tiles_computed += len(chunk)
                 self._time("blend", time.perf_counter() - t0)
                 yield len(chunk)
-                if not self.workers:
-                    submit_next()
-        finally:  # closed early (cancel) or failed: batches not started are dropped, running ones end
-            for _, future in pending:
-                future.cancel()
-            for _, future in pending:
-                if not future.cancelled():
-                    with contextlib.suppress(BaseException):
-                        future.result()
+        except BaseException:  # closed early (cancel) or failed: nothing more is computed
+            self._abandon()
+            raise
         return acc
 
     def finish_block(self, acc: np.ndarray, region: Rect, core: Rect, valid_core: np.ndarray,

@@ -382,12 +382,19 @@ def iter_predict(
         for blk in done_blocks if sampler is not None else ():  # resumed: pixels for the preview
             _, rect, data, _valid = reader.get()
             sampler.add(blk.rect, journal.load(blk.index, "labels"), data, rect)
-        for n, (blk, region, own, _read) in enumerate(plans):
+        def read_next(own) -> tuple:
+            """The next block's pixels from the reader, its tiles queued on the engine."""
             t0 = time.perf_counter()
             _, read_rect, data, valid = reader.get()
             waits["read_wait"] += time.perf_counter() - t0
+            return read_rect, data, valid, engine.prepare(data, valid, read_rect, own)
+
+        ahead = None  # the next block, read and queued once this one's tiles are all submitted
+        for n, (blk, region, own, _read) in enumerate(plans):
+            read_rect, data, valid, tiles = ahead if ahead is not None else read_next(own)
+            ahead = None
             pieces = spill.take(blk.index) + store.pop(blk.index, [])
-            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store)
+            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store, prepared=tiles)
             del pieces
             while True:
                 try:
@@ -397,6 +404,9 @@ def iter_predict(
                     break
                 tiles_done += k
                 yield TilesDone(tiles_done, total_tiles)
+                if ahead is None and not tiles.chunks and n + 1 < len(plans):
+                    ahead = read_next(plans[n + 1][2])  # the workers go on with it across the boundary
+            del tiles
             following = plans[n + 1][0].index if n + 1 < len(plans) else None
             for j in [j for j in store if j != following]:
                 spill.put(j, store.pop(j))
