@@ -15,6 +15,7 @@ small fast model, so they measure the pipeline's memory rather than the model's.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -232,40 +233,60 @@ def child_naive(size: int, work: Path) -> dict:
             "peak_rss_mb": round(rss_mb(), 1), "rss_before_run_mb": round(base, 1)}
 
 
-def child_forward(work: Path, rounds: int = 5) -> dict:
-    """Per-tile forward time of the P1 U-Net: contiguous vs channels_last, batch 1 / 2 / 4.
+def child_forward(work: Path, rounds: int = 9, model_name: str = "shipped") -> dict:
+    """Per-tile forward time: contiguous vs channels_last, batch 1 / 2 / 4, and predict's CPU default
+    (``workers``: 2 tiles at once, 1 torch thread each, on 2 cores).
 
-    The six variants are interleaved (one pass of 4 tiles each, ``rounds`` times) so that a change
+    The variants are interleaved (one pass of 4 tiles each, ``rounds`` times) so that a change
     in the machine's load hits them alike; per variant the median pass is kept, and its ratio to
-    the default (channels_last, batch 1) is printed with it (< 1: faster than the default)."""
+    channels_last batch 1 on all torch threads is printed with it (< 1: faster than that)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
+    from segdeep._engine import resolve_workers
 
     x = torch.randn(4, 3, 512, 512)
+    base_model = p1_model(model_name)[0]
     variants = {}
     for layout in ("contiguous", "channels_last"):
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        model = unet().to(memory_format=fmt)
+        model = copy.deepcopy(base_model).to(memory_format=fmt)  # .to() converts in place
         for bs in (1, 2, 4):
             variants[f"{layout}_batch{bs}"] = (model, [x[i:i + bs].contiguous(memory_format=fmt)
                                                        for i in range(0, 4, bs)])
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    cpu: dict[str, float] = dict.fromkeys(variants, 0.0)
+    n, threads = resolve_workers("auto", torch.device("cpu"))
+    pool = ThreadPoolExecutor(n)
+    model, tiles = variants["channels_last_batch1"]
+
+    def part(i: int) -> None:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            for xb in tiles[i::n]:
+                model(xb)
+
+    def run(name: str) -> None:
+        if name == "workers":
+            list(pool.map(part, range(n)))
+            return
+        model, batches = variants[name]
+        for xb in batches:
+            model(xb)
+
+    names = [*variants, "workers"]
+    times: dict[str, list[float]] = {k: [] for k in names}
     with torch.inference_mode():
-        for model, batches in variants.values():  # warm-up
-            model(batches[0])
+        for name in names:  # warm-up
+            run(name)
         for _ in range(rounds):
-            for name, (model, batches) in variants.items():
-                t0, c0 = time.perf_counter(), time.process_time()
-                for xb in batches:
-                    model(xb)
+            for name in names:
+                t0 = time.perf_counter()
+                run(name)
                 times[name].append((time.perf_counter() - t0) / 4)
-                cpu[name] += (time.process_time() - c0) / (4 * rounds)
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     base = median["channels_last_batch1"]
-    return {"rounds": rounds, "torch_threads": torch.get_num_threads(),
+    return {"model": model_name, "rounds": rounds, "torch_threads": torch.get_num_threads(), "workers": [n, threads],
             **{f"{k}_s_per_tile": round(v, 4) for k, v in median.items()},
-            **{f"{k}_cpu_s_per_tile": round(v, 4) for k, v in cpu.items()},
-            **{f"{k}_vs_default": round(v / base, 3) for k, v in median.items()},
+            **{f"{k}_vs_channels_last_batch1": round(v / base, 3) for k, v in median.items()},
             "passes_s_per_tile": {k: [round(t, 3) for t in v] for k, v in times.items()}}
 
 
@@ -299,12 +320,12 @@ def main() -> None:
     if args.child:
         fn = {"pipeline": lambda: child_pipeline(args.size, work), "naive": lambda: child_naive(args.size, work),
               "make": lambda: {"path": str(make_raster(work / f"r{args.size}.tif", args.size))},
-              "forward": lambda: child_forward(work),
+              "forward": lambda: child_forward(work, model_name=args.model),
               "p1": lambda: p1(work, args.model, args.repeat)}[args.child]
         print(json.dumps(fn()))
         return
     if args.what in ("all", "forward"):
-        print("forward (U-Net base 8, depth 4, 512 px tiles, CPU):", json.dumps(spawn("forward", 0, work)), flush=True)
+        print("forward (512 px tiles, CPU):", json.dumps(spawn("forward", 0, work, ("--model", args.model))), flush=True)
     if args.what in ("all", "p1"):
         r = spawn("p1", 0, work, ("--model", args.model, "--repeat", str(args.repeat)))
         print(f"P1 (4096 x 4096 sample scene, {args.model} model, tile 512, overlap 64, block 2048):", json.dumps(r),

@@ -88,10 +88,13 @@ def resolve_workers(workers: int | str, device: torch.device) -> tuple[int, int]
     """(tiles computed at once, torch threads each) on the CPU; ``(0, 0)`` on CUDA (batches run in
     the calling thread, one after the other).
 
-    ``auto``: 2 workers with half the cores each when there are 2 or more cores. On this 2-core
-    machine two tiles at once on 1 thread each ran 1.2-1.3x faster than one tile on 2 threads
-    (``benchmarks/predict.py forward``): small convolutions split poorly over threads, and the
-    waiting OpenMP threads spin. A number N: N workers with ``cores // N`` threads each (at least 1).
+    ``auto``: 2 workers with half the cores each when there are 2 or more cores. Measured on a
+    2-core machine: the model alone runs as fast either way (one tile on 2 threads or 2 tiles on 1
+    thread each, within 7 %), but inside ``predict``, where reading, blending and writing share the
+    cores, one worker on 2 threads took 1.6x as long (11.4 s against 7.0 s on the 4096 px sample
+    scene): OpenMP threads wait for each other at every layer, and each wait is as long as the
+    slowest thread's time off the core. A number N: N workers with ``cores // N`` threads each (at
+    least 1).
     """
     if device.type != "cpu":
         return 0, 0

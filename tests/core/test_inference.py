@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,6 +117,29 @@ def test_labels_identical_for_every_block_size(image, tmp_path):
     assert len(np.unique(whole)) > 1
     for bs, labels in results.items():
         assert np.array_equal(labels, whole), f"block size {bs} differs"
+
+
+def test_results_do_not_depend_on_the_number_of_workers(image, tmp_path):
+    """Batches computed 1, 2 or 3 at a time on threads of their own (as they finish, in any order)
+    give the same probabilities, byte for byte, and no worker thread outlives the run."""
+    probs = {}
+    for n in (1, 2, 3):
+        result = run(image, tmp_path / f"w{n}", block_size=100, workers=n, probabilities=True)
+        with rasterio.open(result.probabilities) as ds:
+            probs[n] = ds.read()
+    assert np.array_equal(probs[1], probs[2]) and np.array_equal(probs[1], probs[3])
+    assert not [t for t in threading.enumerate() if t.name.startswith("segdeep-tiles")]
+
+
+def test_auto_workers_split_the_cores(monkeypatch):
+    from segdeep import _engine
+
+    cpu = torch.device("cpu")
+    for cores, expect in ((1, (1, 1)), (2, (2, 1)), (16, (2, 8))):
+        monkeypatch.setattr(_engine, "available_cores", lambda cores=cores: cores)
+        assert _engine.resolve_workers("auto", cpu) == expect
+    assert _engine.resolve_workers(4, cpu) == (4, 4) and _engine.resolve_workers("32", cpu) == (32, 1)
+    assert _engine.resolve_workers("auto", torch.device("cuda")) == (0, 0)  # batches in the calling thread
 
 
 def test_probabilities_identical_for_every_block_size(image, tmp_path):
@@ -231,6 +255,7 @@ def test_closing_the_generator_cancels_and_leaves_no_final_file(image, tmp_path)
     finals = {p.name for p in out.iterdir() if not p.name.startswith(".")}
     assert finals == set()
     assert not (out / ".segdeep-pieces").exists()  # scratch of the tiles waiting for later blocks
+    assert not [t for t in threading.enumerate() if t.name.startswith("segdeep-tiles")]
 
 
 def test_resume_after_kill_recomputes_only_unfinished_blocks(image, tmp_path):
@@ -286,6 +311,8 @@ def test_resume_with_different_settings_is_refused(image, tmp_path):
     (dict(window=(200, 0, 100, 10)), "not inside"),
     (dict(batch_size="many"), "batch size"),
     (dict(device="tpu"), "not known"),
+    (dict(workers=0), "workers 0 must be"),
+    (dict(workers="all"), "workers 'all' must be"),
 ])
 def test_bad_input_is_a_clear_error_before_any_compute(image, tmp_path, kwargs, msg):
     out = tmp_path / "o"

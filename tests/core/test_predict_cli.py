@@ -39,12 +39,13 @@ def test_predict_writes_outputs_and_says_where(files, tmp_path, capsys):
                  "--block-size", "96", "--probabilities", "--vector", "polygons.gpkg", "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "device cpu" in captured.err
+    assert "device cpu" in captured.err and "thread(s)" in captured.err  # workers x torch threads
     assert str(out / "labels.tif") in captured.out and "preview" in captured.out
     for name in ("labels.tif", "probabilities.tif", "preview.png", "run.json", "polygons.gpkg"):
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
     assert run["parameters"]["block_size"] == 96 and run["model_card"]["name"] == "tiny unet"
+    assert run["parameters"]["workers"] >= 1 and run["parameters"]["threads_per_worker"] >= 1
     with rasterio.open(out / "labels.tif") as ds:
         assert ds.crs.to_epsg() == 32640 and ds.shape == (130, 160)
 
@@ -66,6 +67,8 @@ def test_window_option_crops_the_output(files, tmp_path, capsys):
     (["--tile-size", "256"], "larger than the image"),
     (["--window", "1,2,3"], "expected 4"),
     (["--batch-size", "zero"], "batch size"),
+    (["--workers", "0"], "workers '0' must be a whole number >= 1 or 'auto'"),
+    (["--workers", "2", "--scheduler", "local:2"], "--workers 2: applies to runs in this process"),
 ])
 def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys, extra, msg):
     _, bundle, image = files
