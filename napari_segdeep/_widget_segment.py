@@ -255,7 +255,8 @@ class SegmentWidget(QWidget):
         def progress_of(event):
             if isinstance(event, Started):
                 self.last_started = event
-                self.device_used.setText(f"→ {event.device} ({event.precision}, batch {event.batch_size})")
+                on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
+                self.device_used.setText(f"→ {event.device} ({event.precision}, batch {event.batch_size}{on})")
                 return 0, max(1, event.total_tiles)
             if isinstance(event, TilesDone):
                 return event.done, max(1, event.total)

@@ -46,7 +46,7 @@ def test_segment_image_layer(segment, scene, wait_job):
     # the argmax of the probabilities is the labels (ties aside)
     agree = (probs.data.argmax(0) == labels.data).mean()
     assert agree > 0.98
-    assert "cpu" in w.device_used.text() and w.run_button.isEnabled()
+    assert "cpu" in w.device_used.text() and "thread(s)" in w.device_used.text() and w.run_button.isEnabled()
 
 
 def test_segment_visible_region_and_in_memory_layer(segment, arrays, wait_job):
