@@ -84,6 +84,18 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def all_cores() -> Iterator[None]:
+    """Torch uses every available core in this thread for the duration (the thread count is a
+    per-thread setting: threads other than the main one start with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(available_cores())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def resolve_workers(workers: int | str, device: torch.device) -> tuple[int, int]:
     """(tiles computed at once, torch threads each) on the CPU; ``(0, 0)`` on CUDA (batches run in
     the calling thread, one after the other).
@@ -382,7 +394,8 @@ class Engine:
 
             t0 = time.perf_counter()
             probs = torch.from_numpy(acc.astype(np.float32) / SCALE).to(self.device)
-            refined = dense_crf(probs, torch.from_numpy(image_region).to(self.device), **crf.to_dict())
+            with all_cores():  # 1.5x faster on 2 threads than on 1 (a napari worker thread starts with 1)
+                refined = dense_crf(probs, torch.from_numpy(image_region).to(self.device), **crf.to_dict())
             scores = refined[(slice(None), *core.slices(region))].cpu().numpy()
             self.timings.crf += time.perf_counter() - t0
         else:

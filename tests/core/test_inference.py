@@ -142,6 +142,25 @@ def test_auto_workers_split_the_cores(monkeypatch):
     assert _engine.resolve_workers("auto", torch.device("cuda")) == (0, 0)  # batches in the calling thread
 
 
+def test_the_crf_gets_every_core_even_from_a_worker_thread():
+    """A thread other than the main one starts with 1 torch thread (napari runs jobs in one); the
+    CRF sets all cores for itself and puts the thread's setting back."""
+    from segdeep._engine import all_cores, available_cores
+
+    seen = []
+
+    def job():
+        torch.set_num_threads(1)
+        with all_cores():
+            seen.append(torch.get_num_threads())
+        seen.append(torch.get_num_threads())
+
+    t = threading.Thread(target=job)
+    t.start()
+    t.join()
+    assert seen == [available_cores(), 1]
+
+
 def test_probabilities_identical_for_every_block_size(image, tmp_path):
     """Every tile's contribution reaches every block it covers exactly once, whether it waited in
     memory (next block) or on disk (next row of blocks): the blended probabilities are the same
