@@ -298,7 +298,9 @@ def iter_predict(
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
         workers: on the CPU, batches computed at once, each on ``cores // workers`` torch threads;
             ``auto``: 2 when there are 2+ cores (see :func:`segdeep._engine.resolve_workers`).
-            Labels do not depend on it. Ignored on CUDA.
+            Labels do not depend on it. Ignored on CUDA. The model's ``forward`` then runs on
+            several threads at once (every segdeep architecture keeps no state in ``forward``);
+            pass ``workers=1`` for a model of your own that does.
         bands: 1-based raster bands fed to the model (default: the card's bands).
         crf: a :class:`segdeep.crf.CRFParams` to refine each block with a dense CRF, or None.
         probabilities: also write per-class probabilities (uint8, 255 = 1.0).
