@@ -134,7 +134,8 @@ def _per_band(value, n: int, name: str) -> np.ndarray:
 
 @dataclass
 class Timings:
-    """Seconds spent in each stage of the compute side."""
+    """Seconds spent in each stage of the compute side; the stages run by the workers (normalise,
+    forward, part of blend) are summed over them, so with 2 workers they can exceed the wall time."""
 
     normalise: float = 0.0
     forward: float = 0.0

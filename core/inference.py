@@ -480,6 +480,7 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     is padded). ``valid`` (bool height x width) marks nodata pixels (label 255). Returns labels
     (uint8 height x width), or ``(labels, probabilities uint8 classes x height x width, 255 = 1.0)``
     with ``probabilities=True``. ``crf``: a :class:`segdeep.crf.CRFParams` to refine the result.
+    ``workers``: as in :func:`iter_predict` (the result does not depend on it).
     """
     image = np.asarray(image)
     if image.ndim == 2:
