@@ -63,16 +63,24 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def resolve_batch_size(batch_size: int | str, device: torch.device, tile_size: int) -> int:
     """Tiles per forward pass. ``auto``: 1 on CPU (larger batches were no faster per pixel here),
     on CUDA about 8 tiles of 512 px scaled by tile area."""
-    if str(batch_size).lower() == "auto":
-        if device.type != "cuda":
-            return 1
-        return int(max(1, min(64, 8 * (512 / tile_size) ** 2)))
+    n = _count_or_auto(batch_size, "batch size")
+    if n is not None:
+        return n
+    if device.type != "cuda":
+        return 1
+    return int(max(1, min(64, 8 * (512 / tile_size) ** 2)))
+
+
+def _count_or_auto(value: int | str, what: str) -> int | None:
+    """None for ``auto``, else ``value`` as a whole number >= 1 (a one-line error naming ``what``)."""
+    if str(value).strip().lower() == "auto":
+        return None
     try:
-        n = int(batch_size)
+        n = int(value)
     except (TypeError, ValueError):
         n = 0
-    if n < 1 or str(n) != str(batch_size).strip():
-        raise SegdeepError(f"batch size {batch_size!r} must be a whole number >= 1 or 'auto'")
+    if n < 1 or str(n) != str(value).strip():
+        raise SegdeepError(f"{what} {value!r} must be a whole number >= 1 or 'auto'")
     return n
 
 
@@ -108,18 +116,11 @@ def resolve_workers(workers: int | str, device: torch.device) -> tuple[int, int]
     slowest thread's time off the core. A number N: N workers with ``cores // N`` threads each (at
     least 1).
     """
+    n = _count_or_auto(workers, "workers")
     if device.type != "cpu":
         return 0, 0
     cores = available_cores()
-    if str(workers).lower() == "auto":
-        n = 2 if cores >= 2 else 1
-    else:
-        try:
-            n = int(workers)
-        except (TypeError, ValueError):
-            n = 0
-        if n < 1 or str(n) != str(workers).strip():
-            raise SegdeepError(f"workers {workers!r} must be a whole number >= 1 or 'auto'")
+    n = n or (2 if cores >= 2 else 1)
     return n, max(1, cores // n)
 
 
