@@ -32,14 +32,13 @@ import numpy as np
 from . import _dask_tasks as tasks
 from ._dask_outputs import finish_outputs
 from ._journal import _write_json_atomic
+from ._plan import plan_blocks, plan_run
 from .errors import SegdeepError
 from .inference import (
     BlockDone,
     PredictResult,
     Started,
     TilesDone,
-    _plan,
-    plan_run,
 )
 from .raster import open_raster
 
@@ -208,7 +207,7 @@ def iter_predict_distributed(
     parts_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(state, {"fingerprint": json.loads(json.dumps(fingerprint, default=str))})
 
-    plans, later = _plan(grid, blocks, all_blocks, halo, raster)
+    plans, later = plan_blocks(grid, blocks, all_blocks, halo, raster)
     owner = {tile: blk.index for blk, _, own, _ in plans for tile in own}
     needs: dict[int, set[int]] = {}
     for tile, pieces in later.items():
