@@ -340,6 +340,24 @@ def test_bad_input_is_a_clear_error_before_any_compute(image, tmp_path, kwargs, 
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_model_error_in_a_worker_stops_the_run_with_its_message(image, tmp_path):
+    """A model that returns the wrong number of classes fails on a worker thread: the error reaches
+    the caller as one line, nothing appears under a final name and no worker thread is left."""
+    class FourClasses(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    out = tmp_path / "o"
+    with pytest.raises(SegdeepError, match="expected N x 6 x H x W logits"):
+        predict_raster(image, (FourClasses().eval(), Card()), out, overlap=16, block_size=48, workers=2)
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("segdeep-tiles")]
+
+
 def test_output_folder_not_writable_is_an_error(image, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
