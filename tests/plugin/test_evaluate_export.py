@@ -57,15 +57,21 @@ def test_evaluate_shows_scores_and_writes_report(two_layers, wait_job, tmp_path)
     assert (report.parent / "confusion.png").is_file() and (report.parent / "report.html").is_file()
 
 
-def test_evaluate_against_a_file(two_layers, wait_job, tmp_path):
-    viewer, truth, pred, labels_path = two_layers
+def evaluate_pred_against_file(viewer, reference, wait_job):
+    """The Evaluate widget scoring the 'pred' layer against a reference file, no report folder."""
     _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Evaluate")
     w.labels.set_layer("pred")
     w.reference.setCurrentText("(none)")
-    w.reference_file.setText(str(labels_path))
+    w.reference_file.setText(str(reference))
     w.out_dir.setText("")
     w.run_button.click()
     wait_job(w)
+    return w
+
+
+def test_evaluate_against_a_file(two_layers, wait_job, tmp_path):
+    viewer, truth, pred, labels_path = two_layers
+    w = evaluate_pred_against_file(viewer, labels_path, wait_job)
     cm = ConfusionMatrix(6)
     cm.update(truth, pred)
     assert w.result["pixel_accuracy"] == pytest.approx(scores(cm)["pixel_accuracy"])
@@ -119,13 +125,7 @@ def test_evaluate_against_a_vector_file(two_layers, wait_job, tmp_path):
     viewer, truth, pred, labels_path = two_layers
     gpkg = tmp_path / "truth.gpkg"
     vectorize_raster(labels_path, gpkg)
-    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Evaluate")
-    w.labels.set_layer("pred")
-    w.reference.setCurrentText("(none)")
-    w.reference_file.setText(str(gpkg))
-    w.out_dir.setText("")
-    w.run_button.click()
-    wait_job(w)
+    w = evaluate_pred_against_file(viewer, gpkg, wait_job)
     assert w.last_outcome.state == "done", w.last_outcome.message
     cm = ConfusionMatrix(6)
     cm.update(truth, pred)
