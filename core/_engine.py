@@ -157,6 +157,11 @@ class BlockTiles:
     batches: int  # batches to compute
     chunks: deque  # batches (lists of (tile, rect)) not yet submitted
 
+    @property
+    def submitted(self) -> bool:
+        """True once every batch of the block is with the workers (or computed)."""
+        return not self.chunks
+
 
 class Engine:
     """A model on a device with its normalisation; turns blocks of pixels into blended scores.
@@ -330,7 +335,7 @@ class Engine:
         """A batch of tiles -> their blend-weighted probabilities in fixed point (int32, N x C x T x T)."""
         probs = self.forward(self._batch(x, valid, read_rect, [rect for _, rect in chunk]))
         t0 = time.perf_counter()
-        # numpy: single-threaded torch was 4x slower here, multi-threaded torch 30x (busy CPU)
+        # numpy: the same steps in torch on 1 thread took 3.9 ms per 512 px tile against numpy's 3.7 ms
         fixed = probs.cpu().numpy()
         for i, (tile, _) in enumerate(chunk):
             fixed[i] *= self._scaled_weights(*tile)
