@@ -15,8 +15,8 @@ import tracemalloc
 
 import numpy as np
 from segdeep.classes import DUBAI_CLASSES
-from segdeep.metrics import ConfusionMatrix, scores
-from segdeep.report import write_report
+from segdeep.evaluate.metrics import ConfusionMatrix, scores
+from segdeep.evaluate.report import write_report
 
 
 def masked_bincount(truth, pred, valid, k):

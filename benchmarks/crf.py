@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 from _dubai import corrupted_probs, dubai_pairs, load_pair, tiled
-from segdeep import crf as segcrf
+from segdeep.crf import dense as segcrf
 
 
 def reference(probs: np.ndarray, rgb: np.ndarray, iterations: int, p: segcrf.CRFParams) -> np.ndarray:

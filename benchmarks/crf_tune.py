@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 from _dubai import corrupted_probs, dubai_pairs, load_pair
-from segdeep.crf import CRFParams, dense_crf_params
+from segdeep.crf.dense import CRFParams, dense_crf_params
 
 NUM_CLASSES = 6
 

@@ -69,7 +69,7 @@ def make_raster(path: Path, size: int) -> float:
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.transform import from_origin
     from rasterio.windows import Window
-    from segdeep.sample import sample_scene_window
+    from segdeep.sample.scene import sample_scene_window
 
     t0 = time.perf_counter()
     tile, _ = sample_scene_window(Window(0, 0, 512, 512), size=512)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def run(size: int) -> tuple[float, float, float, float]:
     with tempfile.TemporaryDirectory(prefix="segdeep-sample-") as tmp:
-        code = f"from segdeep.sample import make_sample_scene; make_sample_scene({tmp!r}, size={size})"
+        code = f"from segdeep.sample.scene import make_sample_scene; make_sample_scene({tmp!r}, size={size})"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True)

@@ -100,10 +100,10 @@ def main() -> None:
 def run(args, work: Path) -> None:
     import distributed
     import rasterio
-    from segdeep import _dask_tasks
-    from segdeep.distributed import connect, predict_distributed
-    from segdeep.inference import predict_raster
+    from segdeep.distributed import tasks as _dask_tasks
+    from segdeep.distributed.run import connect, predict_distributed
     from segdeep.models.bundle import read_card
+    from segdeep.predict.run import predict_raster
 
     if args.model == "random":
         image = make_raster(work / "image.tif", args.size)
@@ -119,7 +119,7 @@ def run(args, work: Path) -> None:
           f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
 
     if not args.skip_in_process:
-        from segdeep import _engine
+        from segdeep.predict import engine as _engine
 
         cores, _engine.available_cores = _engine.available_cores, lambda: 1  # 1 worker x 1 torch thread
         try:

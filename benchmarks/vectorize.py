@@ -67,7 +67,7 @@ def generate(path: Path, side: int) -> None:
     from rasterio.crs import CRS
     from rasterio.windows import Window
     from segdeep.classes import DUBAI_CLASSES
-    from segdeep.raster import LabelWriter
+    from segdeep.io.raster import LabelWriter
 
     field = _field(side)
     transform = Affine(0.5, 0, 500_000.0, 0, -0.5, 4_000_000.0)
@@ -89,7 +89,7 @@ def _usable_cpus() -> int:
 def stream(path: Path, out: Path, block_size: int, workers: int | str = 1) -> dict:
     import pyogrio.raw  # noqa: F401 - imports are not timed
     import scipy.sparse.csgraph  # noqa: F401
-    from segdeep.vectorize import vectorize_raster
+    from segdeep.export.vectorize import vectorize_raster
 
     t0, c0 = time.perf_counter(), time.process_time()  # process time: all threads
     summary = vectorize_raster(path, out, block_size=block_size, workers=workers)

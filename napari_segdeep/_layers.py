@@ -19,7 +19,7 @@ from segdeep.errors import SegdeepError
 
 
 def georef_metadata(info, *, path: str | Path | None = None) -> dict:
-    """Layer metadata from a :class:`segdeep.raster.RasterInfo`."""
+    """Layer metadata from a :class:`segdeep.io.raster.RasterInfo`."""
     return {
         "path": str(path or info.path),
         "crs": info.crs.to_wkt() if info.crs is not None else None,

@@ -1,7 +1,7 @@
 """napari sample data: segdeep's generated sample scene (image + truth labels).
 
 The committed ``sample_data/scene.tif`` and ``scene_labels.tif`` of the repository are used when
-present; otherwise the scene is generated once with :func:`segdeep.sample.make_sample_scene` into
+present; otherwise the scene is generated once with :func:`segdeep.sample.scene.make_sample_scene` into
 a cache folder (``$SEGDEEP_CACHE`` or ``~/.cache/segdeep``).
 """
 
@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from segdeep.classes import DUBAI_CLASSES
-from segdeep.raster import open_raster, read_classes_tag, read_labels
-from segdeep.sample import IMAGE_NAME, LABELS_NAME, make_sample_scene
+from segdeep.io.raster import open_raster, read_classes_tag, read_labels
+from segdeep.sample.scene import IMAGE_NAME, LABELS_NAME, make_sample_scene
 
 from ._layers import georef_metadata, labels_layer_kwargs
 from ._reader import read_raster

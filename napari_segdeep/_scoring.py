@@ -2,8 +2,8 @@
 
 Only glue: the reference is aligned by the layers' pixel offsets (both live in the pixel grid of
 the same source raster), the confusion matrix, scores and report files are segdeep's
-(:class:`segdeep.metrics.ConfusionMatrix`, :func:`segdeep.metrics.scores`,
-:func:`segdeep.report.write_report`, :func:`segdeep.report.confusion_png`).
+(:class:`segdeep.evaluate.metrics.ConfusionMatrix`, :func:`segdeep.evaluate.metrics.scores`,
+:func:`segdeep.evaluate.report.write_report`, :func:`segdeep.evaluate.report.confusion_png`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
         return ref[top:top + h, left:left + w]
     if not ref_path:
         raise SegdeepError("no reference: choose a reference Labels layer or a label file")
-    from segdeep.label_sources import open_labels
-    from segdeep.rasterize import is_vector_path
+    from segdeep.io.label_sources import open_labels
+    from segdeep.io.rasterize import is_vector_path
 
     meta = pred_layer.metadata or {}
     full = (meta.get("height"), meta.get("width"))
@@ -55,7 +55,7 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
 def _source_grid(meta: dict, ref_path: str):
     """The grid of the raster a layer came from (RasterInfo), from the layer's georeference metadata."""
     from affine import Affine
-    from segdeep.raster import RasterInfo
+    from segdeep.io.raster import RasterInfo
 
     from ._layers import crs_transform
 
@@ -74,8 +74,8 @@ def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Pa
                 inputs: dict | None = None) -> Generator[tuple[int, int], None, tuple[dict, dict, bytes]]:
     """Score ``pred`` against ``ref`` in strips of rows; yields ``(rows_done, rows_total)``; returns
     ``(scores dict, report paths (empty without out_dir), confusion-matrix PNG bytes)``."""
-    from segdeep.metrics import ConfusionMatrix, scores
-    from segdeep.report import confusion_png, write_report
+    from segdeep.evaluate.metrics import ConfusionMatrix, scores
+    from segdeep.evaluate.report import confusion_png, write_report
 
     if pred.shape != ref.shape:
         raise SegdeepError(f"labels {pred.shape[::-1]} and reference {ref.shape[::-1]} differ in size (w x h)")

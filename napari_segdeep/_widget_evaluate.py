@@ -1,8 +1,8 @@
 """Evaluate widget: a Labels layer against reference labels -> scores, per-class table, confusion matrix.
 
-The four FCN scores and the per-class figures come from :func:`segdeep.metrics.scores`; the
-confusion-matrix picture is :func:`segdeep.report.confusion_png`; the report files (JSON, CSV,
-Markdown, HTML, PNGs) are written by :func:`segdeep.report.write_report` into the chosen folder.
+The four FCN scores and the per-class figures come from :func:`segdeep.evaluate.metrics.scores`; the
+confusion-matrix picture is :func:`segdeep.evaluate.report.confusion_png`; the report files (JSON, CSV,
+Markdown, HTML, PNGs) are written by :func:`segdeep.evaluate.report.write_report` into the chosen folder.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Export widget: a Labels layer -> label GeoTIFF, polygons (GeoPackage/GeoJSON/Shapefile), report.
 
-Everything is segdeep's: :func:`segdeep.raster.write_labels` (georeference, colours, class names,
-COG), :func:`segdeep.vectorize.vectorize_raster` (seam-free polygons, simplification, minimum area,
-one layer per class, QGIS styles) and the report of :mod:`segdeep.report` when a reference is chosen.
+Everything is segdeep's: :func:`segdeep.io.raster.write_labels` (georeference, colours, class names,
+COG), :func:`segdeep.export.vectorize.vectorize_raster` (seam-free polygons, simplification, minimum area,
+one layer per class, QGIS styles) and the report of :mod:`segdeep.evaluate.report` when a reference is chosen.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class ExportWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Write the chosen outputs in a worker thread."""
-        from segdeep.raster import write_labels
-        from segdeep.vectorize import vectorize_raster
+        from segdeep.export.vectorize import vectorize_raster
+        from segdeep.io.raster import write_labels
 
         if self.job is not None and self.job.running:
             raise SegdeepError("an export is already running")

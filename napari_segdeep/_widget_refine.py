@@ -1,6 +1,6 @@
 """Refine widget: dense-CRF refinement and clean-up of an (edited) Labels layer, and a class palette.
 
-The work is :func:`segdeep.edit.iter_refine_labels` in a worker thread, on the whole layer, the
+The work is :func:`segdeep.refine.labels.iter_refine_labels` in a worker thread, on the whole layer, the
 visible region or a drawn rectangle. The result is written with ``Labels.data_setitem``, so it is
 one step of napari's own undo history (Ctrl+Z, or the Undo button here). The palette buttons pick
 the class that napari's brush and fill tools paint; the eraser writes nodata (255).
@@ -55,7 +55,7 @@ class RefineWidget(QWidget):
         self.palette_box = QGroupBox("Paint with class")
         self.palette_grid = QGridLayout(self.palette_box)
 
-        from segdeep.crf import CRFParams
+        from segdeep.crf.dense import CRFParams
 
         d = CRFParams()
         self.crf = QGroupBox("Dense CRF against the image")
@@ -188,7 +188,7 @@ class RefineWidget(QWidget):
     # ------------------------------------------------------------------ run
 
     def crf_params(self):
-        from segdeep.crf import CRFParams
+        from segdeep.crf.dense import CRFParams
 
         return CRFParams(iterations=self.iterations.value(), gaussian_compat=self.gaussian_compat.value(),
                          bilateral_sxy=self.bilateral_sxy.value(), bilateral_srgb=self.bilateral_srgb.value(),
@@ -197,7 +197,7 @@ class RefineWidget(QWidget):
     @guarded
     def apply(self) -> None:
         """Refine the chosen scope of the Labels layer in a worker thread."""
-        from segdeep.edit import iter_refine_labels
+        from segdeep.refine.labels import iter_refine_labels
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a refinement is already running; cancel it first")

@@ -1,6 +1,6 @@
 """Segment widget: run a segdeep model bundle on an image layer, with progress and cancel.
 
-The work is :func:`segdeep.inference.iter_predict` on the layer's source file (or on a temporary
+The work is :func:`segdeep.predict.run.iter_predict` on the layer's source file (or on a temporary
 GeoTIFF of an in-memory layer), in a worker thread; Cancel closes the generator, which stops within
 one batch. The result is a Labels layer with the model's class names and colours and the
 georeference of the region that was segmented (and optionally a per-class probability layer).
@@ -114,7 +114,7 @@ class SegmentWidget(QWidget):
         form.addRow(self.probabilities)
 
         # --- CRF
-        from segdeep.crf import CRFParams
+        from segdeep.crf.dense import CRFParams
 
         d = CRFParams()
         self.crf = QGroupBox("Dense CRF refinement")
@@ -202,7 +202,7 @@ class SegmentWidget(QWidget):
         self.tile_size.setValue(int(self.card.tile_size))
 
     def _show_device(self) -> None:
-        from segdeep._engine import resolve_device
+        from segdeep.predict.engine import resolve_device
 
         try:
             used = str(resolve_device(self.device.currentText()))
@@ -212,7 +212,7 @@ class SegmentWidget(QWidget):
 
     def crf_params(self):
         """The CRF settings chosen, or None when the CRF is off."""
-        from segdeep.crf import CRFParams
+        from segdeep.crf.dense import CRFParams
 
         if not self.crf.isChecked():
             return None
@@ -227,7 +227,7 @@ class SegmentWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Segment the chosen image layer (or its visible region) in a worker thread."""
-        from segdeep.inference import BlockDone, Started, TilesDone, iter_predict
+        from segdeep.predict.run import BlockDone, Started, TilesDone, iter_predict
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a segmentation is already running; cancel it first")
@@ -295,7 +295,7 @@ class SegmentWidget(QWidget):
             self.status.setText("cancelling…")
 
     def _add_result(self, result, image_name: str, offset: tuple[int, int], bundle: str, layer_meta: dict) -> None:
-        from segdeep.raster import open_raster, read_labels
+        from segdeep.io.raster import open_raster, read_labels
 
         labels, _ = read_labels(result.labels)
         info = open_raster(result.labels, warn=False)

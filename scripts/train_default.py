@@ -43,7 +43,7 @@ def dubai_root() -> Path:
 
 def generated_scenes(folder: Path, seeds, size: int) -> list[tuple[Path, Path]]:
     """Sample scenes with the given seeds (cached in ``folder``)."""
-    from segdeep.sample import make_sample_scene
+    from segdeep.sample.scene import make_sample_scene
 
     pairs = []
     for seed in seeds:
@@ -98,10 +98,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from segdeep._train_data import TrainSource, find_pairs
     from segdeep.classes import DUBAI_CLASSES
     from segdeep.models.bundle import save_bundle
-    from segdeep.training import (
+    from segdeep.training.data import TrainSource, find_pairs
+    from segdeep.training.loop import (
         EpochDone,
         Step,
         TrainConfig,

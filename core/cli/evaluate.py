@@ -32,8 +32,8 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from ..classes import load_classes
-    from ..evaluate import _pick_classes, evaluate_rasters
-    from ..report import write_report
+    from ..evaluate.rasters import _pick_classes, evaluate_rasters
+    from ..evaluate.report import write_report
 
     classes = load_classes(args.classes) if args.classes else _pick_classes(None, args.prediction)
     with tqdm(total=0, unit="block", disable=True if args.quiet else None, leave=False) as bar:
@@ -45,7 +45,7 @@ def run(args) -> int:
         if args.scheduler:
             from functools import partial
 
-            from ..distributed import evaluate_distributed
+            from ..distributed.run import evaluate_distributed
 
             score = partial(evaluate_distributed, scheduler=args.scheduler)
         result = score(args.prediction, args.truth, classes=classes,

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.bundle import read_card
-    from ..onnx_export import export_onnx
+    from ..models.onnx import export_onnx
 
     card = read_card(args.bundle)
     out = export_onnx(args.bundle, args.out, tile_size=args.tile_size, opset=args.opset,

@@ -96,7 +96,7 @@ def configure(parser) -> None:
 def _crf_params(args):
     if not args.crf:
         return None
-    from .._crf_params import CRFParams
+    from ..crf.params import CRFParams
 
     params = CRFParams()
     for name in ("iterations", "gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",
@@ -123,7 +123,7 @@ def _model_path(arg: str | None) -> Path:
 
 
 def run(args) -> int:
-    from ..inference import BlockDone, Finishing, Started, TilesDone, iter_predict
+    from ..predict.run import BlockDone, Finishing, Started, TilesDone, iter_predict
 
     kwargs = dict(
         tile_size=args.tile_size, overlap=args.overlap, block_size=args.block_size,
@@ -135,7 +135,7 @@ def run(args) -> int:
     )
     ready_event: type | tuple = ()
     if args.scheduler:
-        from ..distributed import ClusterReady, iter_predict_distributed
+        from ..distributed.run import ClusterReady, iter_predict_distributed
 
         ready_event = ClusterReady
         if str(args.workers).lower() != "auto":

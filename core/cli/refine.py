@@ -23,7 +23,7 @@ HELP = "refine labels or class probabilities with the dense CRF (block by block)
 
 def add_crf_options(parser, defaults=None) -> None:
     """The CRF options shared by refine and predict (``--iterations``, kernel widths, weights)."""
-    from .._crf_params import CRFParams
+    from ..crf.params import CRFParams
 
     d = defaults or CRFParams()
     g = parser.add_argument_group("dense CRF (widths in pixels / 0-255 colour levels; compat = Potts weight)")
@@ -38,7 +38,7 @@ def add_crf_options(parser, defaults=None) -> None:
 
 def crf_params_from_args(args):
     """A CRFParams from the options of :func:`add_crf_options` (unset options keep the defaults)."""
-    from .._crf_params import CRFParams
+    from ..crf.params import CRFParams
 
     base = CRFParams.deeplab() if getattr(args, "deeplab", False) else CRFParams()
     values = base.to_dict()
@@ -75,9 +75,9 @@ def run(args) -> int:
     import torch
 
     from ..errors import SegdeepError
-    from ..postprocess import area_to_pixels
-    from ..raster import open_raster
-    from ..refine import refine_raster
+    from ..io.raster import open_raster
+    from ..refine.postprocess import area_to_pixels
+    from ..refine.raster import refine_raster
 
     params = crf_params_from_args(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

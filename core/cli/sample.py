@@ -34,7 +34,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..sample import make_sample_scene, write_side_by_side
+    from ..sample.scene import make_sample_scene, write_side_by_side
 
     start = time.perf_counter()
 

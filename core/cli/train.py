@@ -81,7 +81,7 @@ def configure(parser) -> None:
 
 
 def _pairs(args, images, labels, dirs, what: str):
-    from .._train_data import find_pairs
+    from ..training.data import find_pairs
 
     images, labels = list(images), list(labels)
     if len(images) != len(labels):
@@ -120,7 +120,7 @@ def _class_weights(text: str):
 
 def run(args) -> int:
     from ..classes import load_classes
-    from ..training import EpochDone, Started, Step, TrainConfig, iter_train, open_sources
+    from ..training.loop import EpochDone, Started, Step, TrainConfig, iter_train, open_sources
 
     images, labels = _pairs(args, args.images, args.labels, args.dataset_dir, "")
     if not images:
@@ -148,7 +148,7 @@ def run(args) -> int:
     val_sources = open_sources(val_images, val_labels, classes, bands=bands, attribute=args.label_attribute)
     gsd = args.gsd
     if gsd is None:
-        from ..raster import open_raster
+        from ..io.raster import open_raster
 
         info = open_raster(images[0], warn=False)
         gsd = float(info.res[0]) if info.georeferenced and info.crs is not None and info.crs.is_projected else None

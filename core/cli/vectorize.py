@@ -56,7 +56,7 @@ def _workers(text: str) -> int | str:
 
 def run(args) -> int:
     from ..classes import load_classes
-    from ..vectorize import vectorize_raster
+    from ..export.vectorize import vectorize_raster
 
     classes = load_classes(args.classes) if args.classes else None
     progress = None
@@ -68,7 +68,7 @@ def run(args) -> int:
     if args.scheduler:
         from functools import partial
 
-        from ..distributed import vectorize_distributed
+        from ..distributed.run import vectorize_distributed
 
         polygonize = partial(vectorize_distributed, scheduler=args.scheduler)
     summary = polygonize(

@@ -1,6 +1,6 @@
 """The model registry: architectures register themselves when their module is imported.
 
-Adding an architecture is one new file in ``core/models/`` that decorates its builder with
+Adding an architecture is one new file in ``core/models/architectures/`` that decorates its builder with
 ``@register_model("name", output_stride=..., paper="...")``; :func:`list_models` and
 :func:`create_model` import every module of the package first, so there is no list to keep by hand.
 """
@@ -50,11 +50,11 @@ def _load_all() -> None:
     global _LOADED
     if _LOADED:
         return
-    from . import __path__ as pkg_path
+    from . import architectures
 
-    for info in pkgutil.iter_modules(pkg_path):
-        if info.name not in ("registry", "bundle") and not info.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{info.name}")
+    for info in pkgutil.iter_modules(architectures.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{architectures.__name__}.{info.name}")
     _LOADED = True
 
 

@@ -182,7 +182,7 @@ def test_default_configuration_output_shape(name):
 
 @pytest.mark.parametrize(("height", "width"), [(8, 12), (7, 5), (13, 29), (1, 1)])
 def test_pspnet_bin_pooling_is_adaptive_average_pooling(height, width):
-    from segdeep.models.pspnet import adaptive_avg_pool
+    from segdeep.models.architectures.pspnet import adaptive_avg_pool
 
     x = torch.randn(2, 3, height, width)
     for bins in (1, 2, 3, 6):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from segdeep.classes import DUBAI_CLASSES
-from segdeep.raster import write_labels
+from segdeep.io.raster import write_labels
 
 
 def segdeep(*args):

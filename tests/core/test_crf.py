@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 from segdeep.classes import DUBAI_CLASSES, decode_rgb_mask
-from segdeep.crf import CRFParams, dense_crf, dense_crf_blocks, dense_crf_params, unary_from_labels
+from segdeep.crf.dense import (
+    CRFParams,
+    dense_crf,
+    dense_crf_blocks,
+    dense_crf_params,
+    unary_from_labels,
+)
 from segdeep.errors import SegdeepError
 
 SIZE = 512

@@ -19,10 +19,10 @@ from rasterio.transform import from_origin
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (extra napari-segdeep[dask])")
 
 import shapely  # noqa: E402
-from segdeep import _dask_tasks  # noqa: E402
+from segdeep.distributed import tasks as _dask_tasks  # noqa: E402
 from segdeep.classes import DUBAI_CLASSES  # noqa: E402
-from segdeep.crf import CRFParams  # noqa: E402
-from segdeep.distributed import (  # noqa: E402
+from segdeep.crf.dense import CRFParams  # noqa: E402
+from segdeep.distributed.run import (  # noqa: E402
     ClusterReady,
     connect,
     evaluate_distributed,
@@ -31,11 +31,11 @@ from segdeep.distributed import (  # noqa: E402
     vectorize_distributed,
 )
 from segdeep.errors import SegdeepError  # noqa: E402
-from segdeep.evaluate import evaluate_rasters  # noqa: E402
-from segdeep.inference import BlockDone, Started, predict_raster  # noqa: E402
+from segdeep.evaluate.rasters import evaluate_rasters  # noqa: E402
+from segdeep.export.vectorize import vectorize_raster  # noqa: E402
 from segdeep.models.bundle import ModelCard, save_bundle  # noqa: E402
 from segdeep.models.registry import create_model  # noqa: E402
-from segdeep.vectorize import vectorize_raster  # noqa: E402
+from segdeep.predict.run import BlockDone, Started, predict_raster  # noqa: E402
 
 SETTINGS = dict(block_size=64, overlap=8, preview=False)  # tiles of 32 px (the card's), 72 px blocks
 

@@ -1,12 +1,12 @@
-"""segdeep.edit: refining a label array being edited (CRF + clean-up, window, blocks)."""
+"""segdeep.refine.labels: refining a label array being edited (CRF + clean-up, window, blocks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from segdeep.crf import CRFParams
-from segdeep.edit import crf_colours, iter_refine_labels, refine_labels
+from segdeep.crf.dense import CRFParams
 from segdeep.errors import SegdeepError
+from segdeep.refine.labels import crf_colours, iter_refine_labels, refine_labels
 
 
 def _scene(size=80):

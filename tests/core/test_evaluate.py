@@ -11,10 +11,10 @@ from rasterio.transform import from_origin
 from segdeep.classes import DUBAI_CLASSES, decode_rgb_mask
 from segdeep.cli import main
 from segdeep.errors import SegdeepError
-from segdeep.evaluate import evaluate_rasters
-from segdeep.metrics import ConfusionMatrix, scores
-from segdeep.raster import write_labels
-from segdeep.report import validate_report_json
+from segdeep.evaluate.metrics import ConfusionMatrix, scores
+from segdeep.evaluate.rasters import evaluate_rasters
+from segdeep.evaluate.report import validate_report_json
+from segdeep.io.raster import write_labels
 
 TRANSFORM = from_origin(300000.0, 2780000.0, 0.5, 0.5)
 
@@ -123,7 +123,7 @@ def test_real_dubai_pair(dubai, tmp_path):
 
 def test_vector_reference_equals_rasterized_reference(tmp_path, pair):
     """A GeoPackage reference (the truth polygonized) scores exactly like the truth raster."""
-    from segdeep.vectorize import vectorize_raster
+    from segdeep.export.vectorize import vectorize_raster
 
     p, t, _, _ = pair
     gpkg = tmp_path / "truth.gpkg"

@@ -17,7 +17,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 from segdeep.errors import SegdeepError
-from segdeep.inference import (
+from segdeep.predict.run import (
     BlockDone,
     Started,
     TilesDone,
@@ -132,7 +132,7 @@ def test_results_do_not_depend_on_the_number_of_workers(image, tmp_path):
 
 
 def test_auto_workers_split_the_cores(monkeypatch):
-    from segdeep import _engine
+    from segdeep.predict import engine as _engine
 
     cpu = torch.device("cpu")
     for cores, expect in ((1, (1, 1)), (2, (2, 1)), (16, (2, 8))):
@@ -145,7 +145,7 @@ def test_auto_workers_split_the_cores(monkeypatch):
 def test_the_crf_gets_every_core_even_from_a_worker_thread():
     """A thread other than the main one starts with 1 torch thread (napari runs jobs in one); the
     CRF sets all cores for itself and puts the thread's setting back."""
-    from segdeep._engine import all_cores, available_cores
+    from segdeep.predict.engine import all_cores, available_cores
 
     seen = []
 
@@ -241,7 +241,7 @@ def test_nodata_pixels_get_label_255_and_empty_tiles_are_skipped(tmp_path):
 
 
 def _grid_tiles(width, height, tile, overlap):
-    from segdeep.tiling import Rect, TileGrid
+    from segdeep.predict.tiles import Rect, TileGrid
 
     return TileGrid(width, height, tile, overlap).tiles_touching(Rect(0, 0, width, height))
 
@@ -281,7 +281,7 @@ def test_resume_after_kill_recomputes_only_unfinished_blocks(image, tmp_path):
     out = tmp_path / "o"
     script = tmp_path / "job.py"
     script.write_text(MODELS + f'''
-from segdeep.inference import predict_raster
+from segdeep.predict.run import predict_raster
 predict_raster({str(image)!r}, (make("slow"), Card()), {str(out)!r}, overlap=16, block_size=96, preview=False)
 ''')
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -379,7 +379,7 @@ def test_truth_gives_a_report_consistent_with_the_labels(image, tmp_path):
 
 
 def test_crf_refines_blocks_and_is_recorded(image, tmp_path):
-    from segdeep.crf import CRFParams
+    from segdeep.crf.dense import CRFParams
 
     params = CRFParams(iterations=2, bilateral_sxy=10.0)  # halo 32 px: keeps the test quick
     region = (40, 40, 150, 150)

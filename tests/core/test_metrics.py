@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.errors import SegdeepError
-from segdeep.metrics import ConfusionMatrix, scores
+from segdeep.evaluate.metrics import ConfusionMatrix, scores
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -218,7 +218,7 @@ def test_scores_of_a_plain_matrix_with_a_palette_are_json_ready():
 
 
 def test_internal_chunking_does_not_change_counts(monkeypatch):
-    import segdeep.metrics as metrics
+    import segdeep.evaluate.metrics as metrics
 
     rng = np.random.default_rng(5)
     truth = rng.integers(0, 4, (37, 23)).astype(np.uint8)

@@ -14,7 +14,7 @@ from segdeep.cli import main
 from segdeep.errors import SegdeepError
 from segdeep.models import create_model
 from segdeep.models.bundle import ModelCard, save_bundle
-from segdeep.onnx_export import export_onnx
+from segdeep.models.onnx import export_onnx
 
 CASES = {
     "unet": {"base_channels": 8},
@@ -71,7 +71,7 @@ def test_deepness_metadata_and_cli(tmp_path, capsys):
 def test_deepness_standardization_follows_scale():
     card = ModelCard(architecture="unet", classes=list(DUBAI_CLASSES), bands=[1], mean=[100.0], std=[50.0],
                      scale=1.0)
-    from segdeep.onnx_export import deepness_metadata
+    from segdeep.models.onnx import deepness_metadata
 
     meta = deepness_metadata(card, 128)
     pixel = 180.0

@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 from segdeep.errors import SegdeepError
-from segdeep.postprocess import (
+from segdeep.refine.postprocess import (
     area_to_pixels,
     fill_holes,
     majority_filter,

@@ -12,8 +12,8 @@ from PIL import Image
 from rasterio.crs import CRS
 from segdeep.classes import ClassInfo
 from segdeep.errors import SegdeepError
-from segdeep.preview import stretch, write_preview
-from segdeep.raster import write_labels
+from segdeep.export.preview import stretch, write_preview
+from segdeep.io.raster import write_labels
 
 CLASSES = [ClassInfo(0, "building", (255, 0, 0)), ClassInfo(1, "water", (0, 0, 255))]
 TRANSFORM = Affine(1.0, 0, 400_000.0, 0, -1.0, 5_000_000.0)

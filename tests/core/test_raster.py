@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-from segdeep import raster
+from segdeep.io import raster
 from segdeep.classes import DUBAI_CLASSES, colormap
 from segdeep.errors import SegdeepError
 

@@ -16,9 +16,9 @@ from rasterio.warp import transform as warp
 from rasterio.windows import Window
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.errors import SegdeepError
-from segdeep.raster import open_raster, read_labels, write_labels
-from segdeep.rasterize import Reprojected, VectorReference, rasterize_reference
-from segdeep.vectorize import vectorize_raster
+from segdeep.export.vectorize import vectorize_raster
+from segdeep.io.raster import open_raster, read_labels, write_labels
+from segdeep.io.rasterize import Reprojected, VectorReference, rasterize_reference
 
 TRANSFORM = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
 UTM = CRS.from_epsg(32616)
@@ -75,7 +75,7 @@ def test_windows_stream_and_pad_outside_the_raster(truth):
 
 
 def test_evaluation_against_vector_equals_against_its_raster(truth, tmp_path):
-    metrics = pytest.importorskip("segdeep.metrics")
+    metrics = pytest.importorskip("segdeep.evaluate.metrics")
     tif, gpkg, lab = truth
     rng = np.random.default_rng(5)
     pred = np.where(rng.random(lab.shape) < 0.8, lab, rng.integers(0, 6, lab.shape)).astype(np.uint8)

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.errors import SegdeepError
-from segdeep.metrics import ConfusionMatrix, scores
-from segdeep.report import validate_report_json, write_report
+from segdeep.evaluate.metrics import ConfusionMatrix, scores
+from segdeep.evaluate.report import validate_report_json, write_report
 
 FILES = {"report.json", "report.csv", "report.md", "report.html", "confusion.png", "per_class_iou.png"}
 
@@ -186,7 +186,7 @@ def test_report_without_palette_and_with_absent_class(tmp_path):
 def test_reports_use_agg_without_pyplot_or_qt(tmp_path):
     code = (
         "import sys, numpy as np\n"
-        "from segdeep.metrics import scores\nfrom segdeep.report import write_report\n"
+        "from segdeep.evaluate.metrics import scores\nfrom segdeep.evaluate.report import write_report\n"
         f"write_report(scores(np.array([[3, 1], [0, 2]])), {str(tmp_path)!r})\n"
         "bad = [m for m in sys.modules if m == 'matplotlib.pyplot' or m.startswith(('PyQt', 'PySide', 'qtpy'))]\n"
         "assert not bad, bad\n"

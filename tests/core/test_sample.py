@@ -9,8 +9,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from segdeep.cli import main
 from segdeep.errors import SegdeepError
-from segdeep.raster import read_classes_tag
-from segdeep.sample import make_sample_scene, sample_scene_window
+from segdeep.io.raster import read_classes_tag
+from segdeep.sample.scene import make_sample_scene, sample_scene_window
 
 
 def _read(path):

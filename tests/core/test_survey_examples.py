@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from segdeep.models.dilated import ContextModule
-from segdeep.models.fcn import FCN
-from segdeep.models.segnet import SegNet
+from segdeep.models.architectures.dilated import ContextModule
+from segdeep.models.architectures.fcn import FCN
+from segdeep.models.architectures.segnet import SegNet
 from segdeep.models.vgg import pool_indices
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from segdeep.errors import SegdeepError
-from segdeep.tiling import BlockGrid, Rect, TileGrid, blend_ramp, check_tiling, snap_block_size
+from segdeep.predict.tiles import (
+    BlockGrid,
+    Rect,
+    TileGrid,
+    blend_ramp,
+    check_tiling,
+    snap_block_size,
+)
 
 
 @pytest.mark.parametrize("width,height,tile,overlap", [(300, 250, 64, 16), (512, 512, 128, 64), (100, 97, 32, 0),
@@ -79,7 +86,7 @@ def test_bad_tiling_is_a_clear_error(tile, overlap, msg):
 
 
 def test_fixed_point_argmax_equals_numpy_argmax_with_ties():
-    from segdeep._engine import argmax_fixed
+    from segdeep.predict.engine import argmax_fixed
 
     rng = np.random.default_rng(0)
     acc = rng.integers(0, 2**24, (6, 50, 40)).astype(np.int32)

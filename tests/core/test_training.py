@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from rasterio.transform import from_origin
 from scipy import ndimage
-from segdeep._train_data import TrainSource, WindowSampler, find_pairs
 from segdeep.classes import DUBAI_CLASSES, ClassInfo, decode_rgb_mask
 from segdeep.cli import main as cli_main
 from segdeep.errors import SegdeepError
 from segdeep.models.bundle import load_bundle
-from segdeep.training import (
+from segdeep.training.data import TrainSource, WindowSampler, find_pairs
+from segdeep.training.loop import (
     EpochDone,
     Started,
     TrainConfig,
@@ -204,7 +204,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_bundle_loads_and_predicts(tmp_path):
-    from segdeep.inference import predict_array
+    from segdeep.predict.run import predict_array
 
     (a, la), (b, lb) = _files(tmp_path)
     out = tmp_path / "m.safetensors"

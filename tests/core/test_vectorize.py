@@ -15,8 +15,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from segdeep.classes import DUBAI_CLASSES, ClassInfo
 from segdeep.errors import SegdeepError
-from segdeep.raster import write_labels
-from segdeep.vectorize import vectorize_raster
+from segdeep.export.vectorize import vectorize_raster
+from segdeep.io.raster import write_labels
 
 PIXEL = 0.5  # metres
 TRANSFORM = Affine(PIXEL, 0, 500_000.0, 0, -PIXEL, 3_700_000.0)
@@ -126,7 +126,7 @@ def test_worker_threads_give_the_same_polygons(labels_tif, by_block_size, tmp_pa
 def test_gdal_polygonizer_without_rasterio_dicts_gives_rasterio_polygons(monkeypatch, labels_tif, tmp_path):
     from affine import Affine as _Affine
     from rasterio.features import shapes
-    from segdeep import _gdal_shapes
+    from segdeep.export import gdal_shapes as _gdal_shapes
     from shapely.geometry import shape
 
     lab = np.ascontiguousarray(make_labels()[200:600, 150:700])

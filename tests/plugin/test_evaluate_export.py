@@ -8,8 +8,8 @@ import numpy as np
 import pyogrio
 import pytest
 from segdeep.classes import DUBAI_CLASSES
-from segdeep.metrics import ConfusionMatrix, scores
-from segdeep.raster import open_raster, read_classes_tag, read_labels
+from segdeep.evaluate.metrics import ConfusionMatrix, scores
+from segdeep.io.raster import open_raster, read_classes_tag, read_labels
 
 from napari_segdeep._layers import georef_metadata, labels_layer_kwargs
 
@@ -120,7 +120,7 @@ def test_export_error_is_one_line(two_layers, monkeypatch, tmp_path):
 
 def test_evaluate_against_a_vector_file(two_layers, wait_job, tmp_path):
     """A GeoPackage reference (the truth polygonized) scores exactly like the truth raster."""
-    from segdeep.vectorize import vectorize_raster
+    from segdeep.export.vectorize import vectorize_raster
 
     viewer, truth, pred, labels_path = two_layers
     gpkg = tmp_path / "truth.gpkg"

@@ -64,7 +64,7 @@ def test_large_raster_opens_lazily_as_multiscale(make_geotiff, monkeypatch, make
 def test_writers_keep_georeference_and_classes(scene, make_napari_viewer, tmp_path):
     import pyogrio
     from segdeep.classes import DUBAI_CLASSES
-    from segdeep.raster import open_raster, read_classes_tag, read_labels
+    from segdeep.io.raster import open_raster, read_classes_tag, read_labels
 
     from napari_segdeep._layers import georef_metadata, labels_layer_kwargs
 

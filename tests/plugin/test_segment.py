@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import rasterio
-from segdeep.inference import TilesDone
+from segdeep.predict.run import TilesDone
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_segment_visible_region_and_in_memory_layer(segment, arrays, wait_job):
 
 def test_cancel_stops_within_a_batch(segment, arrays, qtbot, wait_job, monkeypatch, make_geotiff):
     """Cancel closes the generator: the run stops long before the end and adds no layer."""
-    from segdeep import _engine
+    from segdeep.predict import engine as _engine
 
     real = _engine.Engine.forward
 

@@ -73,7 +73,7 @@ def test_finetune_from_files(train, tiny_bundle, tmp_path, wait_job):
     """Image and label files instead of layers: the bundle is trained on them and Segment uses it."""
     import rasterio
     from rasterio.transform import from_origin
-    from segdeep.raster import write_labels
+    from segdeep.io.raster import write_labels
 
     viewer, w = train
     image = np.moveaxis(viewer.layers["image"].data, -1, 0)

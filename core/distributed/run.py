@@ -1,0 +1,415 @@
+"""Scale-out: the block pipeline on a Dask cluster (``dask.distributed``, the extra ``napari-segdeep[dask]``).
+
+``scheduler`` is ``"tcp://host:8786"`` (an existing cluster), ``"local:N"`` (a
+``LocalCluster`` of N single-threaded worker processes on loopback) or a ``distributed.Client``.
+
+Prediction (:func:`iter_predict_distributed`) uses the in-process engine's plan: every tile is
+computed by exactly one block, a block's task keeps its blend accumulator in worker memory, and only
+the strips of tiles shared with later blocks move between workers (see :mod:`segdeep.distributed.tasks`).
+Workers read their windows directly from the source path and write their blocks as part GeoTIFFs
+in ``<out>/.segdeep-dask-parts/`` (a folder every worker and the client can reach); the client
+builds a VRT of the parts and copies it to the ``labels.tif`` COG. Labels are identical to an
+in-process run (integer blend sums), with or without the CRF.
+
+Resume: a part file is written under a temporary name and renamed, and carries the digest of the
+run's settings, so a finished block is a valid part with the right digest: those are not
+resubmitted. A worker that dies has its tasks rerun elsewhere (Dask's lineage and ``retries``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SegdeepError
+from ..io.raster import open_raster
+from ..predict.journal import _write_json_atomic
+from ..predict.plan import plan_blocks, plan_run
+from ..predict.run import (
+    BlockDone,
+    PredictResult,
+    Started,
+    TilesDone,
+)
+from . import tasks
+from .finish import finish_outputs
+
+PARTS_NAME = ".segdeep-dask-parts"
+STATE_NAME = ".segdeep-dask-run.json"
+
+
+@dataclass(frozen=True)
+class ClusterReady:
+    """Connected to the cluster: its scheduler address, dashboard link and worker count."""
+
+    scheduler: str
+    dashboard: str | None
+    workers: int
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise SegdeepError("--scheduler needs dask.distributed: pip install 'napari-segdeep[dask]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(scheduler) -> Iterator:
+    """A ``distributed.Client`` for ``scheduler`` (see the module notes); a local cluster is closed on exit."""
+    distributed = _distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    text = str(scheduler).strip()
+    if text.startswith("local:"):
+        try:
+            n = int(text[6:])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise SegdeepError(f"scheduler {scheduler!r}: expected local:N with N >= 1 worker processes")
+        import dask
+
+        # Dask's default MALLOC_TRIM_THRESHOLD_ for workers fixes glibc's mmap threshold at 128 KiB:
+        # every tensor is then mmapped and unmapped (6x the page faults, 1.9x the CPU of a forward
+        # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead. The
+        # workers' statistical profiler (a stack sample every 10 ms, for the dashboard's Profile
+        # page) is off: it cost ~5 % of the CPU a block task uses (benchmarks/README.md).
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                              "distributed.worker.profile.enabled": False}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address=":0", silence_logs=40)
+        try:
+            with distributed.Client(cluster) as client:
+                client.register_plugin(tasks.TorchThreads(1))
+                yield client
+        finally:
+            cluster.close()
+        return
+    if "://" not in text and ":" not in text:
+        raise SegdeepError(f"scheduler {scheduler!r}: expected tcp://host:port (a Dask scheduler) or local:N")
+    try:
+        client = distributed.Client(text, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise SegdeepError(f"scheduler {text}: cannot connect ({exc}); is a Dask scheduler running there?") from None
+    with client:
+        yield client
+
+
+def _ready(client) -> ClusterReady:
+    info = client.scheduler_info()
+    link = client.dashboard_link if "dashboard" in info.get("services", {}) else None
+    return ClusterReady(info.get("address", ""), link, len(info.get("workers", {})))
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shared_path(path: str | Path) -> str:
+    """``path`` as workers see it: absolute for a file, unchanged for a URL or GDAL virtual path."""
+    text = str(path)
+    return text if "://" in text or text.startswith("/vsi") else str(Path(text).resolve())
+
+
+def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
+    from ..predict.engine import resolve_batch_size, resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    return str(dev), resolve_precision(precision, dev), resolve_batch_size(batch_size, dev, tile_size)
+
+
+def iter_predict_distributed(
+    image: str | Path,
+    bundle: str | Path,
+    out_dir: str | Path,
+    *,
+    scheduler,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    block_size: int = 2048,
+    batch_size: int | str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    bands: list[int] | None = None,
+    crf=None,
+    probabilities: bool = False,
+    truth: str | Path | None = None,
+    window: tuple[int, int, int, int] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    resume: bool = False,
+    vector: str | Path | None = None,
+    preview: bool = True,
+    retries: int = 3,
+    max_in_flight: int | None = None,
+) -> Generator[object, None, PredictResult]:
+    """:func:`segdeep.predict.run.iter_predict` with the blocks mapped over a Dask cluster.
+
+    Same arguments, outputs and events (plus :class:`ClusterReady` first), and identical labels.
+    ``bundle`` must be a path every worker can read, as must ``image``, ``truth`` and ``out_dir``.
+    ``device``, ``precision`` and ``batch_size`` are resolved on the workers. ``retries``: reruns of
+    a failed task. ``max_in_flight``: blocks submitted ahead (default 4 per worker thread).
+    """
+    t_start = time.perf_counter()
+    if out_dir is None:
+        raise SegdeepError("no output folder given (out_dir)")
+    if not isinstance(bundle, str | Path) or not Path(bundle).is_file():
+        raise SegdeepError(f"{bundle}: no such model bundle; on a cluster the model is a .safetensors path "
+                           "every worker can read")
+    from ..models.bundle import read_card
+
+    info = open_raster(image, warn=False)
+    card = read_card(bundle)
+    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
+                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
+    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
+    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
+    classes = list(card.classes)
+    fingerprint = {
+        "image": shared_path(image), "image_size": [info.width, info.height, info.count],
+        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
+        "model": _file_digest(Path(bundle)), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
+        "bands": bands, "region": list(asdict(area).values()), "crf": crf.to_dict() if crf is not None else None,
+        "probabilities": bool(probabilities), "truth": str(truth) if truth else None, "device": device,
+        "precision": precision,
+    }
+    run_id = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
+    parts_dir, state = out / PARTS_NAME, out / STATE_NAME
+    all_blocks = list(blocks)
+    done: dict[int, dict] = {}
+    if resume and state.exists():
+        old = json.loads(state.read_text()).get("fingerprint", {})
+        if old != json.loads(json.dumps(fingerprint, default=str)):
+            diff = sorted(k for k in set(fingerprint) | set(old) if json.dumps(fingerprint.get(k), default=str)
+                          != json.dumps(old.get(k), default=str))
+            raise SegdeepError(f"{state}: the interrupted run used different settings ({', '.join(diff)}); "
+                               "run without --resume to start again, or use the same settings")
+        for b in all_blocks:
+            tags = tasks.read_part_tags(parts_dir, b.index, run_id, (b.rect.width, b.rect.height), probabilities)
+            if tags is not None:
+                done[b.index] = tags
+    else:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(state, {"fingerprint": json.loads(json.dumps(fingerprint, default=str))})
+
+    plans, later = plan_blocks(grid, blocks, all_blocks, halo, raster)
+    owner = {tile: blk.index for blk, _, own, _ in plans for tile in own}
+    needs: dict[int, set[int]] = {}
+    for tile, pieces in later.items():
+        for j, _ in pieces:
+            needs.setdefault(j, set()).add(owner[tile])
+    todo = [b.index for b in all_blocks if b.index not in done]
+    compute = sorted(set(todo) | {i for j in todo for i in needs.get(j, ())})
+    last_use = {}
+    for j in todo:
+        for i in [j, *needs.get(j, ())]:
+            last_use[i] = max(last_use.get(i, -1), j)
+    total_tiles = sum(len(plans[i][2]) for i in compute)
+    job = tasks.BlockJob(
+        image=shared_path(image), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
+        run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
+        bands=tuple(bands), device=device, precision=precision, batch_size=batch_size,
+        crf=crf.to_dict() if crf is not None else None, probabilities=bool(probabilities),
+        truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
+        ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
+        transform=tuple(info.transform)[:6])
+    summaries: list[dict] = []
+    timings: dict[str, float] = {}
+    distributed = _distributed()
+    with connect(scheduler) as client:
+        ready = _ready(client)
+        yield ready
+        dev, prec, batch = client.submit(_worker_settings, device, precision, batch_size, tile_size,
+                                         pure=False).result()
+        yield Started(total_tiles, len(all_blocks), len(done), dev, prec, batch, block)
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+        window_size = max_in_flight or 4 * threads
+        tag = run_id[:8]
+        computed: dict[int, object] = {}
+        live: set = set()
+        ac = distributed.as_completed()
+        queue = iter(range(len(all_blocks)))
+        in_flight = 0
+
+        def submit_more() -> None:
+            nonlocal in_flight
+            for j in queue:
+                p_blk, region, own, read = plans[j]
+                core = p_blk.rect
+                if j in last_use:
+                    later_j = {t: later[t] for t in own if t in later}
+                    fut = client.submit(tasks.compute_block, job, j, region, core, own, read, later_j,
+                                        key=f"segdeep-compute-{tag}-{j}", retries=retries)
+                    computed[j] = fut
+                    live.add(fut)
+                    ac.add(fut)
+                if j not in done:
+                    pieces = [client.submit(tasks.pieces_for, computed[i], j, key=f"segdeep-pieces-{tag}-{i}-{j}",
+                                            retries=retries, priority=1) for i in sorted(needs.get(j, ()))]
+                    fut = client.submit(tasks.finish_block, job, j, region, core, computed[j], *pieces,
+                                        key=f"segdeep-finish-{tag}-{j}", retries=retries, priority=1)
+                    live.add(fut)
+                    ac.add(fut)
+                    in_flight += 1
+                for i in [i for i, last in last_use.items() if last <= j and i in computed]:
+                    del computed[i]  # Dask keeps it while a submitted task still needs it
+                if in_flight >= window_size:
+                    return
+
+        tiles_done = 0
+        n_done = len(done)
+        try:
+            submit_more()
+            for fut in ac:
+                live.discard(fut)
+                name = str(fut.key)
+                if fut.status == "error":
+                    fut.result()  # raises the task's error
+                if name.startswith("segdeep-compute"):
+                    tiles_done += len(plans[int(name.rsplit("-", 1)[1])][2])
+                    yield TilesDone(tiles_done, total_tiles)
+                elif name.startswith("segdeep-finish"):
+                    summary = fut.result()
+                    summaries.append(summary)
+                    done[summary["index"]] = summary["tags"]
+                    n_done += 1
+                    in_flight -= 1
+                    r = all_blocks[summary["index"]].rect
+                    yield BlockDone(summary["index"], n_done, len(all_blocks),
+                                    (r.col_off, r.row_off, r.width, r.height))
+                    submit_more()
+                del fut
+        finally:
+            if live:
+                client.cancel(list(live))
+        for s in summaries:
+            for k, v in s["seconds"].items():
+                timings[f"worker_{k}"] = timings.get(f"worker_{k}", 0.0) + v
+        timings["compute"] = time.perf_counter() - t_start
+        result = PredictResult(out_dir=out, labels=out / "labels.tif", run_json=out / "run.json", device=dev,
+                               precision=prec, batch_size=batch, blocks_computed=len(todo),
+                               blocks_resumed=len(all_blocks) - len(todo))
+        result.tiles_computed = sum(s.get("tiles_computed", 0) for s in summaries)
+        result.tiles_skipped = sum(s.get("tiles_skipped", 0) for s in summaries)
+        params = {**fingerprint, "image": str(image), "bounds": list(bounds) if bounds else None,
+                  "window": [area.col_off, area.row_off, area.width, area.height], "batch_size": batch_size,
+                  "resume": bool(resume), "vector": str(vector) if vector else None,
+                  "scheduler": ready.scheduler, "workers": ready.workers}
+        yield from finish_outputs(result, client, info, card, classes, all_blocks, area, parts_dir, done, timings,
+                                  truth=truth, probabilities=probabilities, vector=vector, preview=preview,
+                                  bands=bands, params=params, t_start=t_start)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    state.unlink(missing_ok=True)
+    return result
+
+
+def predict_distributed(image, bundle, out_dir, *, scheduler, callback: Callable[[object], None] | None = None,
+                        **kwargs) -> PredictResult:
+    """Run :func:`iter_predict_distributed` to the end (``callback(event)`` per event); return its result."""
+    gen = iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def _ordered(client, fn, args: list[tuple], *, window: int, retries: int, prefix: str) -> Iterator:
+    """Results of ``fn(*a)`` for each ``a`` of ``args`` in order, at most ``window`` tasks in flight."""
+    import collections
+
+    pending: collections.deque = collections.deque()
+    todo = iter(enumerate(args))
+    try:
+        while True:
+            for i, a in todo:
+                pending.append(client.submit(fn, *a, key=f"{prefix}-{i}", retries=retries))
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
+            yield pending.popleft().result()
+    finally:
+        if pending:
+            client.cancel(list(pending))
+
+
+def _window(client) -> int:
+    return 4 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+
+def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler, classes=None,
+                         ignore_index: int = 255, block_size: int = 2048, attribute: str | None = None,
+                         progress: Callable[[int, int], None] | None = None, retries: int = 3) -> dict:
+    """:func:`segdeep.evaluate.rasters.evaluate_rasters` with the blocks' confusion matrices computed on a Dask
+    cluster and merged (:meth:`segdeep.evaluate.metrics.ConfusionMatrix.merge`); the same scores."""
+    import uuid
+
+    from ..evaluate.metrics import ConfusionMatrix
+    from ..evaluate.rasters import _blocks, open_pair, result_dict
+
+    classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
+                                   block_size=block_size, attribute=attribute)
+    cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
+    windows = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
+               for w in _blocks(pred.info.width, pred.info.height, block_size)]
+    p_path, t_path = shared_path(prediction), shared_path(truth)
+    with connect(scheduler) as client:
+        args = [(p_path, t_path, classes, ignore_index, attribute, w) for w in windows]
+        for i, part in enumerate(_ordered(client, tasks.confusion_block, args, window=_window(client),
+                                          retries=retries, prefix=f"segdeep-confusion-{uuid.uuid4().hex[:8]}")):
+            cm.merge(part)
+            if progress:
+                progress(i + 1, len(windows))
+    return result_dict(cm, classes, pred, ref)
+
+
+def _cluster_map_blocks(client, retries: int = 3):
+    """A ``map_blocks`` for :func:`segdeep.export.vectorize.iter_polygons` that runs the blocks on ``client``
+    (paths made absolute so every worker can read them), results in block order."""
+    import uuid
+
+    def map_blocks(func, args_list):
+        args_list = [(shared_path(args[0]), *args[1:]) for args in args_list]
+        return _ordered(client, func, args_list, window=_window(client), retries=retries,
+                        prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
+
+    return map_blocks
+
+
+def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: int = 2048, exclude=(),
+                              workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                              stats: dict | None = None, retries: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`segdeep.export.vectorize.iter_polygons` with the blocks polygonized on a Dask cluster; regions cut
+    by block edges are merged here, as in-process. ``workers`` is ignored (the cluster's)."""
+    from ..export.polygonize import iter_polygons
+
+    return iter_polygons(labels_path, block_size=block_size, exclude=exclude, progress=progress, stats=stats,
+                         map_blocks=_cluster_map_blocks(client, retries))
+
+
+def vectorize_distributed(labels_path: str | Path, out_path: str | Path, *, scheduler, **kwargs) -> dict:
+    """:func:`segdeep.export.vectorize.vectorize_raster` (same arguments and result) with the blocks
+    polygonized on a Dask cluster; attributes, simplification and writing are vectorize_raster's own."""
+    from ..export.vectorize import vectorize_raster
+
+    kwargs.pop("workers", None)
+    with connect(scheduler) as client:
+        return vectorize_raster(labels_path, out_path, map_blocks=_cluster_map_blocks(client), **kwargs)

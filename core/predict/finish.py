@@ -1,0 +1,176 @@
+"""The files a prediction run leaves in its output folder, and the checks made before any compute."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SegdeepError
+from ..io.raster import open_raster, temp_path
+
+
+def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
+    """Create ``out_dir`` and check it is writable; check ``truth`` and ``vector`` before computing."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SegdeepError(f"{out}: exists and is not a folder; give a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".segdeep-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SegdeepError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+    if truth is not None:
+        t = open_raster(truth, warn=False)
+        if t.count != 1:
+            raise SegdeepError(f"{truth}: a truth label raster has 1 band, this one has {t.count}")
+        if info is not None and (t.width, t.height) != (info.width, info.height):
+            raise SegdeepError(f"{truth}: truth labels are {t.width} x {t.height} px but the image is "
+                               f"{info.width} x {info.height}; they must share the image's grid")
+        if info is not None and t.georeferenced and info.georeferenced and (
+                not t.transform.almost_equals(info.transform) or t.crs != info.crs):
+            raise SegdeepError(f"{truth}: truth labels are not on the image's grid (CRS or transform differ)")
+    if vector is not None:
+        from ..export.vectorize import FORMATS, format_from_path
+
+        fmt = format_from_path(vector) if Path(vector).suffix else None
+        if fmt not in FORMATS:
+            raise SegdeepError(f"vector output {vector}: use a .gpkg, .geojson or .shp file name")
+    return out
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_data, truth, vector, preview,
+                   timings, t_start, version):
+    """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
+    from .run import Finishing, peak_rss_mb
+    from .sinks import gdal_env
+
+    out = result.out_dir
+    yield Finishing("labels")
+    drawing = _start_preview(preview, out / "preview.png", classes, timings) if preview is not None else None
+    try:  # the preview is drawn on another thread while GDAL writes the COG (both mostly outside the GIL)
+        t0 = time.perf_counter()
+        with gdal_env():
+            sinks.close(ok=True)
+        result.probabilities = sinks.probabilities_path
+        timings["cog"] = time.perf_counter() - t0
+        if sinks.confusion is not None:
+            yield Finishing("report")
+            from ..evaluate.metrics import scores
+            from ..evaluate.report import write_report
+
+            result.scores = scores(sinks.confusion, classes)
+            result.report = write_report(result.scores, out, classes=classes,
+                                         inputs={"prediction": str(result.labels), "reference": str(truth),
+                                                 "image": str(info.path)})
+        if drawing is not None:
+            yield Finishing("preview")
+            result.preview = drawing.result()
+            drawing = None
+    finally:
+        if drawing is not None:  # failed or cancelled before the preview was taken: no preview left
+            with contextlib.suppress(BaseException):
+                drawing.result()
+            (out / "preview.png").unlink(missing_ok=True)
+    if vector is not None:
+        yield Finishing("vector")
+        t0 = time.perf_counter()
+        from ..export.vectorize import vectorize_raster
+
+        path = Path(vector) if Path(vector).is_absolute() else out / vector
+        with gdal_env():
+            vectorize_raster(result.labels, path, classes=classes)
+        result.vector = path
+        timings["vector"] = time.perf_counter() - t0
+    journal.discard()
+    timings["total"] = time.perf_counter() - t_start
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    result.peak_rss_mb = round(peak_rss_mb(), 1)
+    run = {
+        "segdeep_version": version,
+        "parameters": params,
+        "input": {"path": str(info.path), "width": info.width, "height": info.height, "count": info.count,
+                  "dtype": info.dtype, "crs": info.crs.to_wkt() if info.crs else None,
+                  "transform": list(info.transform)[:6], "nodata": info.nodata},
+        "model_card": card_data,
+        "device": result.device, "precision": result.precision, "batch_size": result.batch_size,
+        "tiles_computed": result.tiles_computed, "tiles_skipped": result.tiles_skipped,
+        "blocks_computed": result.blocks_computed, "blocks_resumed": result.blocks_resumed,
+        "timings_s": result.timings, "peak_rss_mb": result.peak_rss_mb,
+        "outputs": {k: str(v) for k, v in (("labels", result.labels), ("probabilities", result.probabilities),
+                                           ("preview", result.preview), ("vector", result.vector)) if v},
+        "report": {k: str(v) for k, v in (result.report or {}).items()},
+    }
+    _write_json(result.run_json, run)
+
+
+def _start_preview(sampler, out_png: Path, classes, timings: dict):
+    """``sampler.write(out_png, classes)`` on a thread of its own; a Future of the path."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def draw() -> Path:
+        t0 = time.perf_counter()
+        try:
+            return sampler.write(out_png, classes)
+        finally:
+            timings["preview"] = time.perf_counter() - t0
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="segdeep-preview")
+    try:
+        return pool.submit(draw)
+    finally:
+        pool.shutdown(wait=False)
+
+
+class PreviewSampler:
+    """Keeps every ``step``-th pixel (rows and columns, counted from the output area's corner) of
+    the image and the labels as blocks pass, so the preview needs no second read of the raster."""
+
+    def __init__(self, area, dtype, bands: int, max_size: int = 1600) -> None:
+        self.area = area
+        self.step = max(1, -(-max(area.width, area.height) // max_size))
+        h, w = -(-area.height // self.step), -(-area.width // self.step)
+        self.bands = 3 if bands >= 3 else 1
+        self.image = np.zeros((self.bands, h, w), dtype=dtype)
+        self.labels = np.full((h, w), 255, dtype=np.uint8)
+
+    def _picks(self, start: int, end: int, origin: int):
+        first = origin + -(-(start - origin) // self.step) * self.step
+        return np.arange(first, end, self.step)
+
+    def add(self, rect, labels: np.ndarray, data: np.ndarray, data_rect) -> None:
+        """``labels`` cover ``rect``; ``data`` (model bands x h x w) covers ``data_rect``."""
+        rows = self._picks(rect.row_off, rect.row_end, self.area.row_off)
+        cols = self._picks(rect.col_off, rect.col_end, self.area.col_off)
+        if not rows.size or not cols.size:
+            return
+        dst = np.ix_((rows - self.area.row_off) // self.step, (cols - self.area.col_off) // self.step)
+        self.labels[dst] = labels[np.ix_(rows - rect.row_off, cols - rect.col_off)]
+        src = np.ix_(rows - data_rect.row_off, cols - data_rect.col_off)
+        for b in range(self.bands):
+            self.image[b][dst] = data[b][src]
+
+    def write(self, out_png: Path, classes) -> Path:
+        """Write the preview PNG (image, label overlay, legend; see :func:`segdeep.export.preview.render_preview`)."""
+        from ..export.preview import render_preview, save_png
+
+        valid = np.ones(self.labels.shape, dtype=bool)
+        return save_png(render_preview(self.image, valid, self.labels, self.labels != 255, classes), out_png)

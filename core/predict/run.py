@@ -1,0 +1,395 @@
+"""Streaming tiled inference over rasters of any size: ``iter_predict``, ``predict_raster``, ``predict_array``.
+
+The raster is cut into blocks (default 2048 px, the unit of work, memory and resume); model tiles lie
+on one grid anchored at the raster origin (:mod:`segdeep.predict.tiles`). Blocks are processed in
+row-major order: a reader thread prefetches the next block, tiles go to the model in batches, their
+softmax x blend weight is accumulated, and a writer thread saves finished blocks to the resume
+journal. Each tile is computed once: the parts of a tile that later blocks need are kept until those
+blocks run (the next block's in memory; the strip about ``overlap`` px high, plus the CRF halo, that
+the next row of blocks needs waits on disk). Memory depends on block size and tile size, not on the
+raster's size.
+
+Labels do not depend on the block size, on where a run was interrupted and resumed, or on the
+region asked for (see :mod:`segdeep.predict.engine` for why the sums are exact). With the CRF, each block
+is refined with a halo of context and cropped, so CRF labels can differ slightly at block borders.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from .. import __version__
+from ..errors import SegdeepError
+from ..io.raster import open_raster
+from .engine import (
+    Engine,
+    crf_image,
+    drain,
+    resolve_batch_size,
+    resolve_device,
+    resolve_precision,
+    resolve_workers,
+)
+from .finish import PreviewSampler, finish_outputs
+from .journal import Journal, model_digest
+from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
+from .sinks import BlockReader, BlockWriter, PieceSpill, Sinks
+from .tiles import Rect, TileGrid, check_tiling
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run is planned: what will be computed, and where."""
+
+    total_tiles: int  # tiles to compute in this run
+    total_blocks: int  # blocks of the output
+    blocks_resumed: int  # blocks already finished by an interrupted run (not recomputed)
+    device: str
+    precision: str
+    batch_size: int
+    block_size: int  # pixels, after rounding to whole tile strides
+    workers: int = 0  # CPU: batches computed at once (0: one after the other, in the calling thread)
+    threads: int = 0  # CPU: torch threads of each worker
+
+
+@dataclass(frozen=True)
+class TilesDone:
+    """Progress: tiles finished (computed or skipped because entirely nodata) out of ``total``."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BlockDone:
+    """A block is finished: ``done`` of ``total`` blocks; ``window`` = (col, row, width, height)."""
+
+    index: int
+    done: int
+    total: int
+    window: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """All blocks are done; the final files are being written (``step``: labels, probabilities, ...)."""
+
+    step: str
+
+
+@dataclass
+class PredictResult:
+    """What a run produced (paths are None for outputs not asked for) and how it went."""
+
+    out_dir: Path
+    labels: Path
+    run_json: Path
+    preview: Path | None = None
+    probabilities: Path | None = None
+    report: dict | None = None  # paths of the report files
+    scores: dict | None = None  # segdeep.evaluate.metrics.scores(...) with truth
+    vector: Path | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 1
+    tiles_computed: int = 0
+    tiles_skipped: int = 0
+    blocks_computed: int = 0
+    blocks_resumed: int = 0
+    timings: dict = field(default_factory=dict)  # seconds
+    peak_rss_mb: float = 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def card_dict(card) -> dict:
+    """A model card as plain JSON types."""
+    if hasattr(card, "to_dict"):
+        return card.to_dict()
+    data = asdict(card) if is_dataclass(card) else dict(vars(card))
+    data["classes"] = [c.to_dict() for c in card.classes]
+    return json.loads(json.dumps(data, default=str))
+
+
+def _resolve_model(bundle, model, card, device):
+    if isinstance(bundle, tuple | list) and len(bundle) == 2:
+        model, card = bundle
+        bundle = None
+    if bundle is not None:
+        from ..models.bundle import load_bundle
+
+        if not Path(bundle).exists():
+            raise SegdeepError(f"{bundle}: no such model bundle (a .safetensors file made by segdeep train)")
+        model, card = load_bundle(bundle, device=str(device))
+    if model is None or card is None:
+        raise SegdeepError("no model: pass bundle=PATH or both model= and card=")
+    return model, card
+
+
+def iter_predict(
+    image: str | Path,
+    bundle: str | Path | tuple | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    model=None,
+    card=None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    block_size: int = 2048,
+    batch_size: int | str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    workers: int | str = "auto",
+    bands: list[int] | None = None,
+    crf=None,
+    probabilities: bool = False,
+    truth: str | Path | None = None,
+    window: tuple[int, int, int, int] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    resume: bool = False,
+    vector: str | Path | None = None,
+    preview: bool = True,
+) -> Generator[object, None, PredictResult]:
+    """Segment a raster block by block; a generator of progress events returning a :class:`PredictResult`.
+
+    Args:
+        image: the raster to segment (GeoTIFF or anything GDAL reads).
+        bundle: a model bundle (``.safetensors``) or a ``(model, card)`` pair; or pass ``model=`` and
+            ``card=``. The card gives the bands, normalisation, classes and default tile size.
+        out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional
+            ``probabilities.tif``, report files and polygons (created if missing).
+        tile_size: model input size in pixels (default: the card's). overlap: pixels shared by
+            neighbouring tiles (at most tile_size / 2; default 64, or tile_size / 4 for tiles
+            under 256 px). block_size: pixels per block side (rounded
+            up to whole strides); memory grows with its square, labels do not change.
+        batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
+        precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
+        workers: on the CPU, batches computed at once, each on ``cores // workers`` torch threads;
+            ``auto``: 2 when there are 2+ cores (see :func:`segdeep.predict.engine.resolve_workers`).
+            Labels do not depend on it. Ignored on CUDA. The model's ``forward`` then runs on
+            several threads at once (every segdeep architecture keeps no state in ``forward``);
+            pass ``workers=1`` for a model of your own that does.
+        bands: 1-based raster bands fed to the model (default: the card's bands).
+        crf: a :class:`segdeep.crf.dense.CRFParams` to refine each block with a dense CRF, or None.
+        probabilities: also write per-class probabilities (uint8, 255 = 1.0).
+        truth: a label raster on the image's grid: adds an accuracy report (``report.*``).
+        window: (col, row, width, height) in pixels, or bounds: (left, bottom, right, top) in the
+            raster's CRS: segment only that region (same pixels as a full run there).
+        resume: continue an interrupted run in ``out_dir`` (finished blocks are not recomputed).
+        vector: also write polygons to this file (.gpkg, .geojson, .shp; relative to ``out_dir``).
+        preview: write ``preview.png``.
+
+    Events: :class:`Started`, :class:`TilesDone` (after every batch), :class:`BlockDone`,
+    :class:`Finishing`. Closing the generator stops within one batch; no file appears under a final
+    name, and the finished blocks stay in ``out_dir``'s journal for ``resume=True``.
+    """
+    t_start = time.perf_counter()
+    if out_dir is None:
+        raise SegdeepError("no output folder given (out_dir)")
+    info = open_raster(image, warn=False)
+    dev = resolve_device(device)
+    model, card = _resolve_model(bundle, model, card, dev)
+    prec = resolve_precision(precision, dev)
+    batch = resolve_batch_size(batch_size, dev, model_tile_size(card, tile_size))
+    n_workers, threads = resolve_workers(workers, dev)
+    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
+                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
+    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
+    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
+    engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch, workers=n_workers,
+                    threads=threads)
+
+    fingerprint = {
+        "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
+        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
+        "model": model_digest(model), "card": card_dict(card), "tile_size": tile_size,
+        "overlap": int(overlap), "block_size": block, "bands": bands, "region": list(asdict(area).values()),
+        "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
+        "device": dev.type, "precision": prec,
+    }
+    journal = Journal(out, fingerprint, resume)
+    all_blocks = list(blocks)
+    todo = [b for b in all_blocks if b.index not in journal.done]
+    plans, later = plan_blocks(grid, blocks, todo, halo, raster)
+    total_tiles = sum(len(p[2]) for p in plans)
+    yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block,
+                  n_workers, threads)
+
+    confusion = None
+    if truth is not None:
+        from ..evaluate.metrics import ConfusionMatrix
+
+        confusion = ConfusionMatrix(max(c.index for c in engine.classes) + 1,
+                                    ignore_index=int(getattr(card, "ignore_index", 255)))
+    sinks = Sinks(out, area, crs=info.crs, transform=info.transform * Affine.translation(area.col_off, area.row_off),
+                  classes=engine.classes, probabilities=probabilities, truth=truth, confusion=confusion)
+    ok = False
+    done_blocks = []
+    try:
+        for blk in all_blocks:  # blocks finished by an interrupted run
+            if blk.index in journal.done:
+                labels = journal.load(blk.index, "labels")
+                sinks.add(blk.rect, labels, journal.load(blk.index, "probabilities") if probabilities else None)
+                done_blocks.append(blk)
+    except BaseException:
+        sinks.close(ok=False)
+        raise
+
+    sampler = PreviewSampler(area, np.dtype(info.dtype), len(bands)) if preview else None
+
+    def save(blk, labels, probs) -> None:
+        journal.finish_block(blk.index, labels, probs)
+        sinks.add(blk.rect, labels, probs)
+
+    reader = BlockReader(image, bands, [(b.index, b.rect) for b in done_blocks if sampler is not None]
+                         + [(p[0].index, p[3]) for p in plans], depth=1)
+    writer = BlockWriter(save, depth=2)
+    store: dict[int, list] = {}  # tile pieces for later blocks: the next one's stay here, others go to disk
+    spill = PieceSpill(out / ".segdeep-pieces")
+    tiles_done = 0
+    waits = {"read_wait": 0.0, "write_wait": 0.0}
+    try:
+        for blk in done_blocks if sampler is not None else ():  # resumed: pixels for the preview
+            _, rect, data, _valid = reader.get()
+            sampler.add(blk.rect, journal.load(blk.index, "labels"), data, rect)
+        def read_next(own) -> tuple:
+            """The next block's pixels from the reader, its tiles queued on the engine."""
+            t0 = time.perf_counter()
+            _, read_rect, data, valid = reader.get()
+            waits["read_wait"] += time.perf_counter() - t0
+            return read_rect, data, valid, engine.prepare(data, valid, read_rect, own)
+
+        ahead = None  # the next block, read and queued once this one's tiles are all submitted
+        for n, (blk, region, own, _read) in enumerate(plans):
+            read_rect, data, valid, tiles = ahead if ahead is not None else read_next(own)
+            ahead = None
+            pieces = spill.take(blk.index) + store.pop(blk.index, [])
+            run = engine.run_block(data, valid, read_rect, region, own, pieces, later, store, prepared=tiles)
+            del pieces
+            while True:
+                try:
+                    k = next(run)
+                except StopIteration as stop:
+                    acc = stop.value
+                    break
+                tiles_done += k
+                yield TilesDone(tiles_done, total_tiles)
+                if ahead is None and tiles.submitted and n + 1 < len(plans) and crf is None:
+                    # the workers go on with the next block while this one is finished; not beside
+                    # the CRF, which uses all the cores itself (7 % slower overlapped, measured)
+                    ahead = read_next(plans[n + 1][2])
+            del tiles
+            following = plans[n + 1][0].index if n + 1 < len(plans) else None
+            for j in [j for j in store if j != following]:
+                spill.put(j, store.pop(j))
+            image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
+            labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
+                                                image_region, crf, probabilities)
+            if sampler is not None:
+                sampler.add(blk.rect, labels, data, read_rect)
+            del acc, data, valid
+            t0 = time.perf_counter()
+            writer.put(blk, labels, probs)
+            waits["write_wait"] += time.perf_counter() - t0
+            r = blk.rect
+            yield BlockDone(blk.index, len(all_blocks) - len(todo) + n + 1, len(all_blocks),
+                            (r.col_off, r.row_off, r.width, r.height))
+        ok = True
+    finally:
+        engine.close()
+        reader.close()
+        spill.close()
+        if ok:
+            writer.close()
+        else:  # cancelled or failed: keep what is finished for resume, then stop
+            try:
+                writer.close()
+            except BaseException:  # noqa: S110 - the original exception matters more
+                pass
+            sinks.close(ok=False)
+    compute_s = time.perf_counter() - t_start
+    timings = {"compute": compute_s, **waits, "write_blocks": writer.seconds,
+               **{k: v for k, v in asdict(engine.timings).items() if k != "extra"}}
+    result = PredictResult(out_dir=out, labels=out / "labels.tif", run_json=out / "run.json", device=str(dev),
+                           precision=prec, batch_size=batch, tiles_computed=engine.tiles_computed,
+                           tiles_skipped=engine.tiles_skipped, blocks_computed=len(todo),
+                           blocks_resumed=len(all_blocks) - len(todo))
+    params = {"image": str(image), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
+              "batch_size": batch, "device": str(dev), "precision": prec, "bands": bands,
+              "workers": n_workers, "threads_per_worker": threads,
+              "window": [area.col_off, area.row_off, area.width, area.height], "bounds": list(bounds) if bounds else None,
+              "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
+              "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
+    yield from finish_outputs(result, journal, sinks, area, info, engine.classes, params=params,
+                              card_data=card_dict(card), truth=truth, vector=vector, preview=sampler,
+                              timings=timings, t_start=t_start, version=__version__)
+    return result
+
+
+def predict_raster(image: str | Path, bundle=None, out_dir: str | Path | None = None, *,
+                   callback: Callable[[object], None] | None = None, **kwargs) -> PredictResult:
+    """Run :func:`iter_predict` to the end (``callback(event)`` for each event); return its result."""
+    gen = iter_predict(image, bundle, out_dir, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,
+                  overlap: int | None = None, batch_size: int | str = "auto", device: str = "auto",
+                  precision: str = "auto", workers: int | str = "auto", crf=None, probabilities: bool = False):
+    """Segment an in-memory image (bands x height x width, raw pixel values of the card's bands).
+
+    Same tiling, blending and normalisation as :func:`iter_predict` (an image smaller than a tile
+    is padded). ``valid`` (bool height x width) marks nodata pixels (label 255). Returns labels
+    (uint8 height x width), or ``(labels, probabilities uint8 classes x height x width, 255 = 1.0)``
+    with ``probabilities=True``. ``crf``: a :class:`segdeep.crf.dense.CRFParams` to refine the result.
+    ``workers``: as in :func:`iter_predict` (the result does not depend on it).
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise SegdeepError(f"image must be bands x height x width, got shape {image.shape}")
+    n, h, w = image.shape
+    if n != len(card.bands):
+        raise SegdeepError(f"image has {n} band(s) but the model takes {len(card.bands)} (card bands {list(card.bands)})")
+    dev = resolve_device(device)
+    tile = model_tile_size(card, tile_size)
+    overlap = default_overlap(tile) if overlap is None else overlap
+    check_tiling(tile, overlap, max(w, tile), max(h, tile), where="image")
+    grid = TileGrid(w, h, tile, int(overlap))
+    n_workers, threads = resolve_workers(workers, dev)
+    engine = Engine(model, card, grid=grid, device=dev, precision=resolve_precision(precision, dev),
+                    batch_size=resolve_batch_size(batch_size, dev, tile), workers=n_workers, threads=threads)
+    region = Rect(0, 0, w, h)
+    own = list(grid.tiles_touching(region))
+    read = region
+    for t in own:
+        read = read.union(grid.rect(*t))
+    data = np.zeros((n, read.height, read.width), dtype=image.dtype)
+    data[:, :h, :w] = image
+    ok = np.zeros((read.height, read.width), dtype=bool)
+    ok[:h, :w] = True if valid is None else np.asarray(valid, dtype=bool)
+    try:
+        acc = drain(engine.run_block(data, ok, read, region, own, [], {}, {}))
+    finally:
+        engine.close()
+    image_region = crf_image(image, engine.scale) if crf is not None else None
+    labels, probs = engine.finish_block(acc, region, region, ok[:h, :w], image_region, crf, probabilities)
+    return (labels, probs) if probabilities else labels
