@@ -17,7 +17,7 @@ $seg predict "$scene" --model "$model" --crf --vector polygons.gpkg --out "$out"
 echo
 echo "== segdeep evaluate: $out/labels.tif against $truth"
 $seg evaluate "$out/labels.tif" "$truth" --classes "$model" --out "$out/report"
-.venv/bin/python -c "import json, sys; from segdeep.report import validate_report_json; validate_report_json(json.load(open(sys.argv[1])))" "$out/report/report.json"
+.venv/bin/python -c "import json, sys; from segdeep import validate_report_json; validate_report_json(json.load(open(sys.argv[1])))" "$out/report/report.json"
 echo
 echo "Outputs in $out/:"
 echo "  labels.tif        label GeoTIFF (COG, colour table, class names): open it in QGIS"
