@@ -117,9 +117,10 @@ def p1(work: Path, model_name: str = "shipped", repeat: int = 2) -> dict:
     import rasterio
     import torch
     from segdeep.io.raster import read_window
-    from segdeep.predict.engine import Engine, resolve_workers
+    from segdeep.predict.engine import Engine
     from segdeep.predict.run import predict_raster
     from segdeep.predict.tiles import Rect, TileGrid
+    from segdeep.runtime import resolve_workers
     from segdeep.sample.scene import make_sample_scene
 
     scene = work / "scene4096" / "scene.tif"
@@ -199,8 +200,8 @@ def child_naive(size: int, work: Path) -> dict:
     """Whole-image sliding window: logits summed into a C x H x W float32 array, divided by counts."""
     import rasterio
     import torch
-    from segdeep.predict.engine import resolve_device  # noqa: F401 - same torch import cost
     from segdeep.predict.tiles import TileGrid
+    from segdeep.runtime import resolve_device  # noqa: F401 - same torch import cost
 
     raster = make_raster(work / f"r{size}.tif", size)
     model = small_model().to(memory_format=torch.channels_last)
@@ -243,7 +244,7 @@ def child_forward(work: Path, rounds: int = 9, model_name: str = "shipped") -> d
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
-    from segdeep.predict.engine import resolve_workers
+    from segdeep.runtime import resolve_workers
 
     x = torch.randn(4, 3, 512, 512)
     base_model = p1_model(model_name)[0]

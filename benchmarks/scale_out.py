@@ -119,15 +119,15 @@ def run(args, work: Path) -> None:
           f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
 
     if not args.skip_in_process:
-        from segdeep.predict import engine as _engine
+        from segdeep import runtime
 
-        cores, _engine.available_cores = _engine.available_cores, lambda: 1  # 1 worker x 1 torch thread
+        cores, runtime.available_cores = runtime.available_cores, lambda: 1  # 1 worker x 1 torch thread
         try:
             t0, c0 = time.perf_counter(), cpu_s()
             ref = predict_raster(image, model, work / "in-process", workers=1, **settings)
             wall_in, cpu_in = time.perf_counter() - t0, cpu_s() - c0
         finally:
-            _engine.available_cores = cores
+            runtime.available_cores = cores
         print(f"in-process, 1 thread: {wall_in:.1f} s wall, {cpu_in:.1f} s CPU, {ref.blocks_computed} blocks, "
               f"{ref.tiles_computed} tiles; load average {os.getloadavg()}")
 

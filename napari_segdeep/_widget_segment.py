@@ -202,7 +202,7 @@ class SegmentWidget(QWidget):
         self.tile_size.setValue(int(self.card.tile_size))
 
     def _show_device(self) -> None:
-        from segdeep.predict.engine import resolve_device
+        from segdeep.runtime import resolve_device
 
         try:
             used = str(resolve_device(self.device.currentText()))

@@ -74,7 +74,7 @@ def configure(parser) -> None:
                      help="flips, 90-degree rotations, scale and colour jitter (default on)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                     help="auto: fp16 mixed precision on CUDA, fp32 on CPU")
+                     help="auto: fp32 on CPU, bf16/fp16 autocast on CUDA")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -127,7 +127,7 @@ def shared_path(path: str | Path) -> str:
 
 
 def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
-    from ..predict.engine import resolve_batch_size, resolve_device, resolve_precision
+    from ..runtime import resolve_batch_size, resolve_device, resolve_precision
 
     dev = resolve_device(device)
     return str(dev), resolve_precision(precision, dev), resolve_batch_size(batch_size, dev, tile_size)

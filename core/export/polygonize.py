@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from rasterio.windows import Window
 from ..classes import NODATA_LABEL
 from ..errors import SegdeepError
 from ..io.raster import _open, read_window
+from ..runtime import resolve_threads
 from .gdal_shapes import polygonize_wkb
 
 
@@ -227,23 +227,6 @@ def _block_polygons(path: str, block: tuple[int, int, int, int], excluded: np.nd
     return interior, geoms[border], cls[border]
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_workers(workers: int | str, n_blocks: int) -> int:
-    """The number of threads for ``workers``: an int >= 1, or ``"auto"`` = one per usable CPU core,
-    at most one per block."""
-    if workers == "auto":
-        return max(1, min(_usable_cpus(), n_blocks))
-    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise SegdeepError(f"workers {workers!r} must be a whole number >= 1 or 'auto'")
-    return int(workers)
-
-
 def _threaded_in_order(args: list[tuple], workers: int, stack: contextlib.ExitStack) -> Iterator[tuple]:
     """``_block_polygons(*a)`` for each ``a`` of ``args``, in order, computed by ``workers`` threads:
     GDAL's polygonizer (called through ctypes), reading and shapely's functions run outside Python's
@@ -287,7 +270,7 @@ def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: S
         blocks = [(c * block_size, r * block_size, min(width, (c + 1) * block_size),
                    min(height, (r + 1) * block_size)) for r in range(n_rows) for c in range(n_cols)]
         args = [(str(labels_path), block, excluded, (width, height), finish) for block in blocks]
-        workers = resolve_workers(workers, len(blocks))
+        workers = resolve_threads(workers, len(blocks))
         if map_blocks is not None:
             results = map_blocks(_block_polygons, args)
         elif workers > 1:
@@ -321,7 +304,7 @@ def iter_polygons(labels_path: str | Path, *, block_size: int = 2048, exclude: S
     Batches come per block (interior polygons) and per block row (merged border regions). Nodata
     (255, or masked) and ``exclude`` class values never become polygons. ``workers`` > 1
     polygonizes blocks in that many threads (at most ``2 * workers`` blocks in flight; the result
-    is the same); ``"auto"`` = one per usable CPU core (:func:`resolve_workers`). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
+    is the same); ``"auto"`` = one per usable CPU core (:func:`segdeep.runtime.resolve_threads`). ``progress(done, total)`` is called after each block; ``stats`` (a dict)
     receives ``blocks`` and ``max_open_pieces``. ``map_blocks(func, args_list)`` replaces the local
     polygonization of blocks: it must return ``func(*args)`` for each args tuple, in order (e.g. on a
     Dask cluster, :mod:`segdeep.distributed.run`); ``args[0]`` is the raster's path; the border merging

@@ -10,7 +10,6 @@ in whichever order they were added. That is what makes the labels identical for 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections import deque
@@ -23,105 +22,11 @@ import torch
 
 from ..classes import NODATA_LABEL
 from ..errors import SegdeepError
+from ..runtime import all_cores, autocast_dtype
 from .tiles import Rect, TileGrid
 
 #: Fixed-point scale of the blend accumulator (probability 1.0 = 2**24).
 SCALE = float(2**24)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` are checked."""
-    name = str(device or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise SegdeepError(f"device {device!r}: no CUDA GPU is available here; use --device cpu or auto")
-        index = int(name[5:]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise SegdeepError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return torch.device(name)
-    raise SegdeepError(f"device {device!r} is not known; use auto, cpu, cuda or cuda:N")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> fp32 on CPU (bf16 measured slower there), bf16 (or fp16) autocast on CUDA."""
-    name = str(precision or "auto").lower()
-    if name not in ("auto", "fp32", "bf16", "fp16"):
-        raise SegdeepError(f"precision {precision!r} is not known; use auto, fp32, bf16 or fp16")
-    if name == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name == "fp16" and device.type != "cuda":
-        raise SegdeepError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
-    return name
-
-
-def resolve_batch_size(batch_size: int | str, device: torch.device, tile_size: int) -> int:
-    """Tiles per forward pass. ``auto``: 1 on CPU (larger batches were no faster per pixel here),
-    on CUDA about 8 tiles of 512 px scaled by tile area."""
-    n = _count_or_auto(batch_size, "batch size")
-    if n is not None:
-        return n
-    if device.type != "cuda":
-        return 1
-    return int(max(1, min(64, 8 * (512 / tile_size) ** 2)))
-
-
-def _count_or_auto(value: int | str, what: str) -> int | None:
-    """None for ``auto``, else ``value`` as a whole number >= 1 (a one-line error naming ``what``)."""
-    if str(value).strip().lower() == "auto":
-        return None
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or str(n) != str(value).strip():
-        raise SegdeepError(f"{what} {value!r} must be a whole number >= 1 or 'auto'")
-    return n
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def all_cores() -> Iterator[None]:
-    """Torch uses every available core in this thread for the duration (the thread count is a
-    per-thread setting: threads other than the main one start with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(available_cores())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def resolve_workers(workers: int | str, device: torch.device) -> tuple[int, int]:
-    """(tiles computed at once, torch threads each) on the CPU; ``(0, 0)`` on CUDA (batches run in
-    the calling thread, one after the other).
-
-    ``auto``: 2 workers with half the cores each when there are 2 or more cores. Measured on a
-    2-core machine: the model alone runs as fast either way (one tile on 2 threads or 2 tiles on 1
-    thread each, within 7 %), but inside ``predict``, where reading, blending and writing share the
-    cores, one worker on 2 threads took 1.6x as long (11.4 s against 7.0 s on the 4096 px sample
-    scene): OpenMP threads wait for each other at every layer, and each wait is as long as the
-    slowest thread's time off the core. A number N: N workers with ``cores // N`` threads each (at
-    least 1).
-    """
-    n = _count_or_auto(workers, "workers")
-    if device.type != "cpu":
-        return 0, 0
-    cores = available_cores()
-    n = n or (2 if cores >= 2 else 1)
-    return n, max(1, cores // n)
 
 
 def _per_band(value, n: int, name: str) -> np.ndarray:
@@ -270,9 +175,9 @@ class Engine:
         return tiles
 
     def _autocast(self):
-        if self.precision == "fp32":
+        dtype = autocast_dtype(self.precision)
+        if dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def normalise(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:

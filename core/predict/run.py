@@ -29,15 +29,8 @@ from affine import Affine
 from .. import __version__
 from ..errors import SegdeepError
 from ..io.raster import open_raster
-from .engine import (
-    Engine,
-    crf_image,
-    drain,
-    resolve_batch_size,
-    resolve_device,
-    resolve_precision,
-    resolve_workers,
-)
+from ..runtime import resolve_batch_size, resolve_device, resolve_precision, resolve_workers
+from .engine import Engine, crf_image, drain
 from .finish import PreviewSampler, finish_outputs
 from .journal import Journal, model_digest
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
@@ -176,7 +169,7 @@ def iter_predict(
         batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
         workers: on the CPU, batches computed at once, each on ``cores // workers`` torch threads;
-            ``auto``: 2 when there are 2+ cores (see :func:`segdeep.predict.engine.resolve_workers`).
+            ``auto``: 2 when there are 2+ cores (see :func:`segdeep.runtime.resolve_workers`).
             Labels do not depend on it. Ignored on CUDA. The model's ``forward`` then runs on
             several threads at once (every segdeep architecture keeps no state in ``forward``);
             pass ``workers=1`` for a model of your own that does.

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..classes import NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
+from ..runtime import autocast_dtype, resolve_device, resolve_precision
 from .data import (
     Augment,
     TrainSource,
@@ -119,30 +120,6 @@ class TrainResult:
 # ------------------------------------------------------------------ helpers
 
 
-def resolve_device(device: str) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise SegdeepError(f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SegdeepError(f"device {device!r}: CUDA is not available on this machine; use cpu")
-    return dev
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return None, precision
-    if precision not in ("bf16", "fp16"):
-        raise SegdeepError(f"precision {precision!r} is not valid; use auto, fp32, bf16 or fp16")
-    if precision == "fp16" and device.type != "cuda":
-        raise SegdeepError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return (torch.bfloat16 if precision == "bf16" else torch.float16), precision
-
-
 def lr_at(progress: float, base: float, warmup: float) -> float:
     """Learning rate at ``progress`` (0-1 of the run): linear warm-up, then cosine decay to 1%."""
     progress = min(max(progress, 0.0), 1.0)
@@ -229,7 +206,8 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
         raise SegdeepError(f"the images have different band counts {sorted(bands)}; give --bands")
     in_channels = bands.pop()
     device = resolve_device(config.device)
-    amp_dtype, precision = _autocast(config.precision, device)
+    precision = resolve_precision(config.precision, device)
+    amp_dtype = autocast_dtype(precision)
     torch.manual_seed(config.seed)
     rng0 = np.random.default_rng(config.seed)
     val_sources = list(val_sources or [])

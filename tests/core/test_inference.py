@@ -132,20 +132,20 @@ def test_results_do_not_depend_on_the_number_of_workers(image, tmp_path):
 
 
 def test_auto_workers_split_the_cores(monkeypatch):
-    from segdeep.predict import engine as _engine
+    from segdeep import runtime
 
     cpu = torch.device("cpu")
     for cores, expect in ((1, (1, 1)), (2, (2, 1)), (16, (2, 8))):
-        monkeypatch.setattr(_engine, "available_cores", lambda cores=cores: cores)
-        assert _engine.resolve_workers("auto", cpu) == expect
-    assert _engine.resolve_workers(4, cpu) == (4, 4) and _engine.resolve_workers("32", cpu) == (32, 1)
-    assert _engine.resolve_workers("auto", torch.device("cuda")) == (0, 0)  # batches in the calling thread
+        monkeypatch.setattr(runtime, "available_cores", lambda cores=cores: cores)
+        assert runtime.resolve_workers("auto", cpu) == expect
+    assert runtime.resolve_workers(4, cpu) == (4, 4) and runtime.resolve_workers("32", cpu) == (32, 1)
+    assert runtime.resolve_workers("auto", torch.device("cuda")) == (0, 0)  # batches in the calling thread
 
 
 def test_the_crf_gets_every_core_even_from_a_worker_thread():
     """A thread other than the main one starts with 1 torch thread (napari runs jobs in one); the
     CRF sets all cores for itself and puts the thread's setting back."""
-    from segdeep.predict.engine import all_cores, available_cores
+    from segdeep.runtime import all_cores, available_cores
 
     seen = []
 
