@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..classes import NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
 from ..runtime import autocast_dtype, resolve_device, resolve_precision
+from .config import TrainConfig
 from .data import (
     Augment,
     TrainSource,
@@ -42,80 +43,8 @@ from .data import (
     pixel_scale,
     sample_batch,
 )
+from .events import EpochDone, Started, Step, TrainResult
 from .validation import card_scores, evaluate_sources
-
-
-@dataclass
-class TrainConfig:
-    """Training settings. Sizes in pixels, ``lr`` per AdamW step, ``time_budget`` in minutes."""
-
-    arch: str = "unet"
-    model_kwargs: dict = field(default_factory=lambda: {"base_channels": 16})
-    tile_size: int = 256
-    batch_size: int = 8
-    epochs: int | None = None  # None with no time_budget: 20
-    time_budget: float | None = None
-    steps_per_epoch: int | None = None  # default: about one pass over the training pixels, 10-400
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: float = 0.05  # fraction of the run spent warming up (at most 300 steps)
-    class_weights: str | Sequence[float] = "auto"  # "auto", "none" or one weight per class
-    dice: float = 0.0  # weight of the soft Dice loss added to cross-entropy
-    augment: bool = True
-    balance: float = 0.5  # class-balanced sampling exponent (0 = uniform over classes)
-    device: str = "auto"
-    precision: str = "auto"  # auto, fp32, bf16, fp16
-    seed: int = 0
-    val_split: float = 0.0
-    val_tile_size: int = 512
-    max_val_pixels: int = 25_000_000
-    gsd: float | None = None
-
-    def total_epochs(self) -> int | None:
-        if self.epochs is None and self.time_budget is None:
-            return 20
-        return self.epochs
-
-
-# ------------------------------------------------------------------ events
-
-
-@dataclass
-class Started:
-    total_epochs: int | None
-    steps_per_epoch: int
-    num_parameters: int
-    device: str
-    resumed_epoch: int = 0
-
-
-@dataclass
-class Step:
-    epoch: int
-    step: int  # within the epoch, from 1
-    steps_per_epoch: int
-    loss: float
-    lr: float
-    tiles_per_second: float
-    elapsed: float  # seconds of training so far (including before a resume)
-
-
-@dataclass
-class EpochDone:
-    epoch: int
-    train_loss: float
-    val: dict | None  # segdeep.evaluate.metrics.scores() of the validation data
-    best: bool
-    elapsed: float
-
-
-@dataclass
-class TrainResult:
-    model: torch.nn.Module  # the best model (eval mode)
-    card: object  # segdeep.models.bundle.ModelCard
-    history: list[dict]
-    path: Path | None = None
-
 
 # ------------------------------------------------------------------ helpers
 
