@@ -30,7 +30,7 @@ from affine import Affine
 from ..classes import NODATA_LABEL
 from ..io.raster import _open, label_profile, read_window, temp_path
 from ..predict.engine import Engine, crf_image, drain
-from ..predict.sinks import rio_window
+from ..predict.source import rio_window
 from ..predict.tiles import Rect, TileGrid
 from ..runtime import resolve_batch_size, resolve_device, resolve_precision
 

@@ -61,7 +61,7 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
                    timings, t_start, version):
     """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
     from .run import Finishing, peak_rss_mb
-    from .sinks import gdal_env
+    from .source import gdal_env
 
     out = result.out_dir
     yield Finishing("labels")

@@ -34,7 +34,8 @@ from .engine import Engine, crf_image, drain
 from .finish import PreviewSampler, finish_outputs
 from .journal import Journal, model_digest
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
-from .sinks import BlockReader, BlockWriter, PieceSpill, Sinks
+from .sinks import BlockWriter, PieceSpill, Sinks
+from .source import BlockReader
 from .tiles import Rect, TileGrid, check_tiling
 
 
