@@ -2,14 +2,13 @@
 
 A palette is a list of :class:`ClassInfo`. It comes from a model bundle's card, from a JSON file
 (``[{"index": 0, "name": "building", "color": "#3C1098"}, ...]`` or ``{"classes": [...]}``), or is
-the default six-class palette of the Dubai aerial data set that segdeep's shipped model uses.
+the default six-class palette of the Dubai aerial data set that segdeep's shipped model uses;
+:func:`segdeep.models.card.load_classes` (also ``segdeep.load_classes``) reads either file.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -83,26 +82,6 @@ def classes_from_list(items, where: str = "palette") -> list[ClassInfo]:
     if len(set(colors)) != len(colors):
         raise SegdeepError(f"{where}: two classes share a colour, so masks could not be decoded")
     return sorted(out, key=lambda c: c.index)
-
-
-def load_classes(source: str | Path | None) -> list[ClassInfo]:
-    """Load a palette from a JSON file or a model bundle (``.safetensors``); ``None`` gives Dubai's."""
-    if source is None:
-        return list(DUBAI_CLASSES)
-    path = Path(source)
-    if not path.exists():
-        raise SegdeepError(f"{path}: no such file (expected a classes JSON or a .safetensors model bundle)")
-    if path.suffix == ".safetensors":
-        from .models.bundle import read_card  # local import: keeps torch-free paths light
-
-        return list(read_card(path).classes)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SegdeepError(f"{path}: not a readable JSON palette ({exc})") from None
-    if isinstance(data, dict):
-        data = data.get("classes")
-    return classes_from_list(data, where=str(path))
 
 
 def decode_rgb_mask(

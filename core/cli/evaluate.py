@@ -31,11 +31,11 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..classes import load_classes
-    from ..evaluate.rasters import _pick_classes, evaluate_rasters
+    from ..evaluate.rasters import evaluate_rasters, pick_classes
     from ..evaluate.report import write_report
+    from ..models.card import load_classes
 
-    classes = load_classes(args.classes) if args.classes else _pick_classes(None, args.prediction)
+    classes = load_classes(args.classes) if args.classes else pick_classes(None, args.prediction)
     with tqdm(total=0, unit="block", disable=True if args.quiet else None, leave=False) as bar:
         def progress(done, total):
             bar.total = total

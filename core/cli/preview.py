@@ -27,8 +27,8 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..classes import load_classes
     from ..export.preview import write_preview
+    from ..models.card import load_classes
 
     classes = load_classes(args.classes) if args.classes else None
     out = write_preview(args.image, args.labels, args.out, classes=classes, max_size=args.max_size,

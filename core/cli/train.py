@@ -119,7 +119,7 @@ def _class_weights(text: str):
 
 
 def run(args) -> int:
-    from ..classes import load_classes
+    from ..models.card import load_classes
     from ..training.loop import EpochDone, Started, Step, TrainConfig, iter_train, open_sources
 
     images, labels = _pairs(args, args.images, args.labels, args.dataset_dir, "")

@@ -55,8 +55,8 @@ def _workers(text: str) -> int | str:
 
 
 def run(args) -> int:
-    from ..classes import load_classes
     from ..export.vectorize import vectorize_raster
+    from ..models.card import load_classes
 
     classes = load_classes(args.classes) if args.classes else None
     progress = None

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
-from ..classes import NODATA_LABEL, ClassInfo, load_classes
+from ..classes import NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
 from ..io.label_sources import LabelSource, open_labels
 from ..io.raster import RasterInfo, read_classes_tag
+from ..models.card import load_classes
 from .metrics import ConfusionMatrix, scores
 
 
@@ -44,13 +45,17 @@ def check_aligned(pred: RasterInfo, truth: RasterInfo, tolerance: float = 1e-6) 
             )
 
 
-def _blocks(width: int, height: int, block_size: int):
+def score_windows(width: int, height: int, block_size: int):
+    """The blocks a raster is scored in: rasterio windows of ``block_size`` pixels, row by row, from
+    the origin (the last row and column of blocks cut to the raster)."""
     for row in range(0, height, block_size):
         for col in range(0, width, block_size):
             yield Window(col, row, min(block_size, width - col), min(block_size, height - row))
 
 
-def _pick_classes(classes, pred_path: str) -> list[ClassInfo]:
+def pick_classes(classes, pred_path: str) -> list[ClassInfo]:
+    """The palette to score with: ``classes`` as given (a list, or a JSON / bundle path), or when None
+    the one tagged in the prediction GeoTIFF, else Dubai's."""
     if classes is None:
         return read_classes_tag(pred_path) or load_classes(None)
     if isinstance(classes, str | Path):
@@ -78,7 +83,7 @@ def evaluate_rasters(
     classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
                                    block_size=block_size, attribute=attribute)
     cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
-    windows = list(_blocks(pred.info.width, pred.info.height, block_size))
+    windows = list(score_windows(pred.info.width, pred.info.height, block_size))
     for i, window in enumerate(windows):
         cm.merge(window_confusion(pred, ref, window, ignore_index))
         if progress:
@@ -92,7 +97,7 @@ def open_pair(prediction: str | Path, truth: str | Path, *, classes, ignore_inde
     truth is rasterized onto the prediction's grid, a raster truth must be aligned with it."""
     if block_size < 16:
         raise SegdeepError(f"block size {block_size} px is too small; use 256 or more")
-    classes = _pick_classes(classes, str(prediction))
+    classes = pick_classes(classes, str(prediction))
     pred: LabelSource = open_labels(prediction, classes)
     ref: LabelSource = open_labels(truth, classes, like=pred.info, attribute=attribute,
                                    ignore_index=ignore_index)

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from segdeep.classes import DUBAI_CLASSES, classes_from_list, decode_rgb_mask, load_classes
+from segdeep.classes import DUBAI_CLASSES, classes_from_list, decode_rgb_mask
 from segdeep.errors import SegdeepError
+from segdeep.models.card import load_classes
 
 
 def test_decode_exact_colours_and_black_is_ignored():
