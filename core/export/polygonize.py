@@ -33,7 +33,7 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL
 from ..errors import SegdeepError
-from ..io.raster import _open, read_window
+from ..io.raster import open_dataset, read_window
 from ..runtime import resolve_threads
 from .gdal_shapes import polygonize_wkb
 
@@ -175,7 +175,7 @@ class _BlockReader:
         c0, r0, c1, r1 = block
         if self._ds is None or self._read >= self.reopen_pixels:
             self.close()
-            self._ds, self._read = _open(self.path), 0
+            self._ds, self._read = open_dataset(self.path), 0
         self._read += (c1 - c0) * (r1 - r0)
         return _read_block(self._ds, Window(c0, r0, c1 - c0, r1 - r0), self.path)
 
@@ -256,7 +256,7 @@ def _iter_batches(labels_path: str | Path, *, block_size: int = 2048, exclude: S
     picklable callable; for block interiors it runs where the block is polygonized)."""
     if block_size < 1:
         raise SegdeepError(f"block_size {block_size} must be a positive number of pixels")
-    ds = _open(labels_path)
+    ds = open_dataset(labels_path)
     with contextlib.ExitStack() as stack:
         stack.enter_context(ds)
         stack.callback(_close_readers, str(labels_path))

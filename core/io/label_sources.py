@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL, ClassInfo, decode_rgb_mask
 from ..errors import SegdeepError
-from .raster import RasterInfo, _open, open_raster, read_window
+from .raster import RasterInfo, open_dataset, open_raster, read_window
 from .rasterize import is_vector_path
 
 
@@ -92,7 +92,7 @@ def open_labels(path: str | Path, classes, *, like: RasterInfo | None = None,
         notes = [vec.note] if vec.note else []
         return LabelSource(path, "vector", like, classes, ignore_index, notes, _vector=vec)
     info = open_raster(path, warn=False)
-    with _open(path) as ds:
+    with open_dataset(path) as ds:
         interp = ds.colorinterp
         if ds.count >= 3 and ds.dtypes[0] == "uint8" and ColorInterp.palette not in interp:
             return LabelSource(path, "rgb", info, classes, ignore_index,

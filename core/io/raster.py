@@ -23,7 +23,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from ..classes import NODATA_LABEL, ClassInfo, colormap
+from ..classes import NODATA_LABEL, ClassInfo, classes_from_list, colormap
 from ..errors import SegdeepError
 
 #: Internal tile size of the GeoTIFFs segdeep writes, in pixels.
@@ -67,7 +67,9 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def _open(path: str | Path):
+def open_dataset(path: str | Path):
+    """``rasterio.open(path)`` for reading, with a one-line :class:`SegdeepError` naming the file when
+    it is missing or unreadable (no warning for a raster without georeference). Close it after use."""
     p = Path(path)
     if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise SegdeepError(f"{path}: no such file")
@@ -85,7 +87,7 @@ def open_raster(path: str | Path, warn: bool = True) -> RasterInfo:
     Plain images without georeference (JPEG, PNG) work in pixel coordinates (identity transform,
     no CRS) and give a :class:`NotGeoreferenced` warning when ``warn`` is True.
     """
-    with _open(path) as ds:
+    with open_dataset(path) as ds:
         georef = ds.crs is not None and ds.transform != Affine.identity()
         if not georef and warn:
             warnings.warn(f"{path}: no georeference; outputs use pixel coordinates", NotGeoreferenced,
@@ -124,7 +126,7 @@ def read_window(
     internal mask / alpha band are invalid.
     """
     if isinstance(src, str | Path):
-        with _open(src) as ds:
+        with open_dataset(src) as ds:
             return read_window(ds, window, bands, boundless)
     ds = src
     bands = bands or list(range(1, ds.count + 1))
@@ -152,7 +154,7 @@ def read_window(
 
 def read_labels(path: str | Path, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a single-band label raster (uint8 class indices): ``(labels, valid)``; nodata -> 255."""
-    with _open(path) as ds:
+    with open_dataset(path) as ds:
         if ds.count != 1:
             raise SegdeepError(f"{path}: a label raster has 1 band, this one has {ds.count}")
         window = window or Window(0, 0, ds.width, ds.height)
@@ -192,7 +194,9 @@ def temp_path(path: str | Path) -> Path:
     return p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp{p.suffix}")
 
 
-def _tag_classes(ds, classes) -> None:
+def tag_classes(ds, classes) -> None:
+    """Tag band 1 of an open label dataset with the palette: colour table, class names (dataset tag
+    ``classes`` as JSON, band tags ``CLASS_<index>``) and the band description ``class``."""
     ds.write_colormap(1, colormap(classes))
     ds.update_tags(classes=json.dumps([c.to_dict() for c in classes]))
     ds.update_tags(1, **{f"CLASS_{c.index}": c.name for c in classes})
@@ -201,9 +205,7 @@ def _tag_classes(ds, classes) -> None:
 
 def read_classes_tag(path: str | Path) -> list[ClassInfo] | None:
     """The class palette stored in a label GeoTIFF written by segdeep, or None."""
-    from ..classes import classes_from_list
-
-    with _open(path) as ds:
+    with open_dataset(path) as ds:
         tag = ds.tags().get("classes")
     return classes_from_list(json.loads(tag), where=str(path)) if tag else None
 
@@ -251,7 +253,7 @@ class LabelWriter:
                 self._ds = rasterio.open(self.tmp, "w", **self._profile)
             except (RasterioIOError, OSError) as exc:
                 raise SegdeepError(f"{self.path.parent}: cannot write there ({exc})") from None
-            _tag_classes(self._ds, self.classes)
+            tag_classes(self._ds, self.classes)
         return self
 
     def __enter__(self) -> LabelWriter:

@@ -22,7 +22,7 @@ import rasterio
 from affine import Affine
 
 from ..classes import NODATA_LABEL
-from ..io.raster import LabelWriter, _open, read_window, temp_path, to_cog
+from ..io.raster import LabelWriter, open_dataset, read_window, temp_path, to_cog
 from .source import gdal_env, rio_window
 from .tiles import Rect
 
@@ -132,7 +132,7 @@ class BlockWriter:
 
 def region_vrt(image_path: str | Path, count: int, rect: Rect, vrt_path: Path) -> Path:
     """A small VRT showing ``rect`` of the image (so the preview's image matches a region's labels)."""
-    with _open(image_path) as ds:
+    with open_dataset(image_path) as ds:
         dtypes, width, height = ds.dtypes, ds.width, ds.height
         transform = ds.transform * Affine.translation(rect.col_off, rect.row_off)
         crs = ds.crs.to_wkt() if ds.crs else None
@@ -178,7 +178,7 @@ class Sinks:
             for i, c in enumerate(classes):
                 self._probs.set_band_description(i + 1, c.name)
             self._probs.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
-        self._truth = _open(truth) if truth is not None else None
+        self._truth = open_dataset(truth) if truth is not None else None
         self.confusion = confusion
 
     def add(self, rect: Rect, labels: np.ndarray, probabilities: np.ndarray | None) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..io.raster import _open
+from ..io.raster import open_dataset
 from .tiles import Rect
 
 __all__ = ["GDAL_CACHE_MB", "READ_ROWS", "BlockReader", "gdal_env", "read_block", "rio_window"]
@@ -90,7 +90,7 @@ class BlockReader:
 
     def _run(self, path, bands, jobs) -> None:
         try:
-            with gdal_env(), _open(path) as ds:
+            with gdal_env(), open_dataset(path) as ds:
                 for key, rect in jobs:
                     if not self._slot():
                         return

@@ -30,7 +30,7 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
-from ..io.raster import _open, check_bands, open_raster, read_window
+from ..io.raster import check_bands, open_dataset, open_raster, read_window
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".vrt")
 MASK_SUFFIXES = (*IMAGE_SUFFIXES, ".gpkg", ".geojson", ".json", ".shp", ".fgb")
@@ -152,7 +152,7 @@ class TrainSource:
         if self.image is not None:
             return _crop(self.image, window), _crop(np.ones(self.image.shape[1:], bool), window)
         if self._dataset is None:
-            self._dataset = _open(self.image_path)
+            self._dataset = open_dataset(self.image_path)
         return read_window(self._dataset, window, self.bands)
 
     def read_labels(self, window: Window) -> np.ndarray:
