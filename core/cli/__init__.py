@@ -16,6 +16,8 @@ import traceback
 
 from ..errors import SegdeepError
 
+__all__ = ["build_parser", "main"]
+
 
 def _commands():
     mods = []

@@ -1,0 +1,32 @@
+"""Reading and writing geodata, with no torch: rasters (windows, CRS, transform, nodata, label
+GeoTIFFs with their palette, Cloud-Optimized copies, atomic writes), label sources (a label raster,
+a colour-coded mask or a vector file, read window by window) and the rasterizing of vector
+references onto a raster's grid. Every stage above reads and writes through here.
+"""
+
+from .label_sources import LabelSource, open_labels
+from .raster import (
+    GTIFF_BLOCK,
+    LabelWriter,
+    RasterInfo,
+    check_bands,
+    copy_file_atomic,
+    label_profile,
+    open_dataset,
+    open_raster,
+    read_classes_tag,
+    read_labels,
+    read_window,
+    tag_classes,
+    temp_path,
+    to_cog,
+    write_labels,
+)
+from .rasterize import VECTOR_SUFFIXES, VectorReference, is_vector_path, rasterize_reference
+
+__all__ = [
+    "GTIFF_BLOCK", "LabelSource", "LabelWriter", "RasterInfo", "VECTOR_SUFFIXES", "VectorReference",
+    "check_bands", "copy_file_atomic", "is_vector_path", "label_profile", "open_dataset", "open_labels",
+    "open_raster", "rasterize_reference", "read_classes_tag", "read_labels", "read_window", "tag_classes",
+    "temp_path", "to_cog", "write_labels",
+]

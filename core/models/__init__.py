@@ -1,5 +1,43 @@
-"""Segmentation architectures (one file per family), backbones, the registry and model bundles."""
+"""Models: the architectures (one file per family in ``architectures/``), their backbones, the registry
+that finds them by name, and model bundles. A bundle is one ``.safetensors`` file: the weights plus a
+model card (classes, bands, normalisation, tile size) that :func:`read_card` reads without torch.
+:func:`create_model` builds a registered architecture, :func:`load_bundle` a trained network, and
+:func:`export_onnx` writes a bundle as ONNX.
 
-from .registry import create_model, list_models, model_entry, register_model
+Names are imported on first use, so that ``segdeep.models.card`` (and :func:`load_classes`) stay
+torch-free.
+"""
 
-__all__ = ["create_model", "list_models", "model_entry", "register_model"]
+from __future__ import annotations
+
+import importlib
+
+# Public name -> module of this package that defines it (imported on first use: most need torch).
+_LAZY = {
+    "ModelCard": "card",
+    "CARD_KEY": "card",
+    "FORMAT_VERSION": "card",
+    "read_card": "card",
+    "load_classes": "card",
+    "ModelEntry": "registry",
+    "create_model": "registry",
+    "list_models": "registry",
+    "model_entry": "registry",
+    "register_model": "registry",
+    "save_bundle": "bundle",
+    "load_bundle": "bundle",
+    "import_torchvision_checkpoint": "bundle",
+    "BACKBONES": "backbones",
+    "build_backbone": "backbones",
+    "encoder_features": "backbones",
+    "export_onnx": "onnx",
+    "deepness_metadata": "onnx",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

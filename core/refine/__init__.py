@@ -1,0 +1,32 @@
+"""Improving label maps after prediction or editing: the dense CRF applied to a label raster (or a
+probability raster) with its image, block by block (:func:`refine_raster`) or on arrays in memory
+(:func:`refine_labels`, as napari's Refine uses it), and the clean-up filters (removing regions
+smaller than a given area, filling holes, a majority filter).
+
+Names are imported on first use: the clean-up filters need no torch, the CRF does.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Public name -> module of this package that defines it (imported on first use).
+_LAZY = {
+    "refine_array": "raster",
+    "refine_raster": "raster",
+    "iter_refine_labels": "labels",
+    "refine_labels": "labels",
+    "area_to_pixels": "postprocess",
+    "fill_holes": "postprocess",
+    "majority_filter": "postprocess",
+    "pixel_area": "postprocess",
+    "remove_small_regions": "postprocess",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

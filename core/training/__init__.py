@@ -1,0 +1,36 @@
+"""Training and fine-tuning a model on image / label rasters (or arrays): the settings
+(:class:`TrainConfig`), the data (random windows, augmentation, band statistics, class weights,
+labels from rasters, colour masks or vector files), the loop (mixed precision, warm-up, checkpoints
+and resume, a time budget) with its progress events, and validation scores written to the bundle's
+card. :func:`iter_train` is the generator; :func:`train` and :func:`train_arrays` drain it.
+
+Names are imported on first use (training needs torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Public name -> module of this package that defines it (imported on first use).
+_LAZY = {
+    "TrainConfig": "config",
+    "EpochDone": "events",
+    "Started": "events",
+    "Step": "events",
+    "TrainResult": "events",
+    "TrainSource": "data",
+    "find_pairs": "data",
+    "iter_train": "loop",
+    "iter_train_arrays": "loop",
+    "open_sources": "loop",
+    "train": "loop",
+    "train_arrays": "loop",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
