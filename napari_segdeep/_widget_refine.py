@@ -31,12 +31,40 @@ from ._layers import (
     labels_array,
     layer_classes,
     layer_offset,
+    source_file,
     visible_window,
 )
 from ._widgets_common import LayerCombo
 from ._workers import Job, Outcome, guarded
 
 REGION_LAYER = "segdeep region"
+
+
+def _nodata_valid(layer, pixels: np.ndarray) -> np.ndarray | None:
+    """False where every band of ``pixels`` (bands x h x w) is the layer's nodata value."""
+    nodata = (layer.metadata or {}).get("nodata")
+    return None if nodata is None else (pixels != nodata).any(axis=0)
+
+
+def colour_stretch(layer, pixels: np.ndarray) -> tuple:
+    """``(colour_limits, image_valid)`` for :func:`segdeep.refine.labels.iter_refine_labels` from an
+    Image layer and the ``pixels`` (bands x h x w) cut from it: the CRF colour stretch of the whole
+    image (its file when it has one, as ``segdeep refine`` and ``predict --crf`` use), so a region
+    is refined with the colours it has in the whole image (see :mod:`segdeep.crf.colour`)."""
+    from segdeep.crf.colour import colour_limits, read_colour_limits
+
+    valid = _nodata_valid(layer, pixels)
+    if pixels.dtype == np.uint8:
+        return None, valid
+    path = source_file(layer)
+    if path is not None:
+        return read_colour_limits(path), valid
+    h, w = image_size(layer)
+    if getattr(layer, "multiscale", False) or pixels.shape[1:] == (h, w):
+        return None, valid  # the pixels given (a lazy pyramid without its file is not read whole)
+    whole = image_region(layer, 0, 0, w, h)
+    return colour_limits(whole, valid=_nodata_valid(layer, whole)), valid
+
 SCOPES = ("whole layer", "visible region", "drawn rectangle")
 
 
@@ -205,7 +233,7 @@ class RefineWidget(QWidget):
         labels = labels_array(layer.data).copy()
         classes = layer_classes(layer)
         use_crf = self.crf.isChecked()
-        image = None
+        image = colour_limits = image_valid = None
         if use_crf:
             image_layer = self.image.layer()
             row, col = layer_offset(layer)
@@ -215,10 +243,12 @@ class RefineWidget(QWidget):
                 raise SegdeepError(f"labels {layer.name!r} ({w} x {h} px at col {col}, row {row}) are not inside "
                                    f"image {image_layer.name!r} ({iw} x {ih} px)")
             image = image_region(image_layer, col, row, w, h)
+            colour_limits, image_valid = colour_stretch(image_layer, image)
         window = self.window(layer)
         kwargs = dict(num_classes=max(c.index for c in classes) + 1, crf=use_crf,
                       confidence=self.confidence.value(), min_region_px=self.min_region.value(),
-                      fill_holes_px=self.fill_holes.value(), window=window)
+                      fill_holes_px=self.fill_holes.value(), window=window, colour_limits=colour_limits,
+                      image_valid=image_valid)
         params = self.crf_params()
         before = labels.copy()
 

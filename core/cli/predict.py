@@ -69,7 +69,8 @@ def configure(parser) -> None:
                         help="1-based raster bands fed to the model (default: the card's)")
     crf = parser.add_argument_group("dense CRF refinement")
     crf.add_argument("--crf", action=argparse.BooleanOptionalAction, default=False,
-                     help="refine each block with a fully-connected CRF (default off)")
+                     help="refine each block with a fully-connected CRF (default off); its colours are the "
+                          "first 3 of the model's bands, 8-bit as is, else stretched 2-98 percentile over the whole raster")
     crf.add_argument("--crf-iterations", type=int, default=None, metavar="N", help="mean-field iterations")
     crf.add_argument("--crf-gaussian-sxy", type=float, default=None, metavar="PX", help="smoothness kernel width")
     crf.add_argument("--crf-gaussian-compat", type=float, default=None, metavar="W", help="smoothness weight")

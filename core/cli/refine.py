@@ -1,10 +1,13 @@
 """Refine a label raster (e.g. an edited mask) or a probability raster with the dense CRF.
 
-IMAGE is the 8-bit RGB raster whose colours guide the CRF; LABELS_OR_PROBS is either a one-band
-label raster (class indices, 255 = nodata; turned into probabilities with --confidence) or a
-probability raster with one band per class (float 0-1 or uint8 0-255). The raster is processed
-block by block with a halo of context, so memory depends on --block-size only. The output is a
-uint8 label GeoTIFF (COG) with the input's CRS, transform, colour table and class names.
+IMAGE is the raster whose colours guide the CRF (any dtype, bands 1-3 unless --bands; one band is
+grey, two bands get a third of zeros): 8-bit imagery is used as it is, other data (uint16, float)
+is stretched per band between the 2nd and 98th percentiles of the whole raster's valid pixels, as
+`segdeep preview` shows it and as `predict --crf` and napari's Refine do. LABELS_OR_PROBS is
+either a one-band label raster (class indices, 255 = nodata; turned into probabilities with
+--confidence) or a probability raster with one band per class (float 0-1 or uint8 0-255). The
+raster is processed block by block with a halo of context, so memory depends on --block-size only.
+The output is a uint8 label GeoTIFF (COG) with the input's CRS, transform, colour table and class names.
 
 examples:
   segdeep refine scene.tif edited_labels.tif --out refined.tif
@@ -50,7 +53,7 @@ def crf_params_from_args(args):
 
 
 def configure(parser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="8-bit RGB raster (bands 1-3 unless --bands)")
+    parser.add_argument("image", metavar="IMAGE", help="image raster, any dtype: 8-bit as is, else a 2-98 percentile stretch of the whole raster (bands 1-3 unless --bands)")
     parser.add_argument("source", metavar="LABELS_OR_PROBS", help="label raster (1 band) or probability raster (1 band per class)")
     parser.add_argument("--out", required=True, help="output label GeoTIFF")
     add_crf_options(parser)
@@ -63,8 +66,8 @@ def configure(parser) -> None:
                         help="majority (mode) filter window, odd pixels; 1 = off (default)")
     parser.add_argument("--classes", default=None, metavar="BUNDLE_OR_JSON",
                         help="class palette: model bundle (.safetensors) or JSON (default: the Dubai classes)")
-    parser.add_argument("--bands", type=int, nargs=3, default=None, metavar=("R", "G", "B"),
-                        help="image bands to use as RGB, 1-based (default 1 2 3)")
+    parser.add_argument("--bands", type=int, nargs="+", default=None, metavar="BAND",
+                        help="1 to 3 image bands for the CRF's colours, 1-based (default the first three)")
     parser.add_argument("--block-size", type=int, default=1024, help="pixels per block side (default 1024)")
     parser.add_argument("--halo", type=int, default=None, help="context pixels around each block (default: 3 x bilateral-sxy)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when present)")

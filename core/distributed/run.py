@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..crf.colour import read_colour_limits
 from ..errors import SegdeepError
 from ..io.raster import open_raster
 from ..predict.journal import _write_json_atomic
@@ -224,7 +225,8 @@ def iter_predict_distributed(
         image=shared_path(image), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
         run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
         bands=tuple(bands), device=device, precision=precision, batch_size=batch_size,
-        crf=crf.to_dict() if crf is not None else None, probabilities=bool(probabilities),
+        crf=crf.to_dict() if crf is not None else None,
+        crf_limits=read_colour_limits(image, bands) if crf is not None else None, probabilities=bool(probabilities),
         truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
         ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
         transform=tuple(info.transform)[:6])

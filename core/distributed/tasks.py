@@ -28,8 +28,9 @@ import rasterio
 from affine import Affine
 
 from ..classes import NODATA_LABEL
+from ..crf.colour import Limits, crf_colours
 from ..io.raster import _open, label_profile, read_window, temp_path
-from ..predict.engine import Engine, crf_image, drain
+from ..predict.engine import Engine, drain
 from ..predict.source import rio_window
 from ..predict.tiles import Rect, TileGrid
 from ..runtime import resolve_batch_size, resolve_device, resolve_precision
@@ -116,6 +117,7 @@ class BlockJob:
     precision: str = "auto"
     batch_size: int | str = "auto"
     crf: dict | None = None
+    crf_limits: Limits | None = None  # the CRF colour stretch of the whole raster (segdeep.crf.colour)
     probabilities: bool = False
     truth: str | None = None
     num_classes: int = 0  # confusion matrix size (with truth)
@@ -146,7 +148,7 @@ def compute_block(job: BlockJob, index: int, region: Rect, core: Rect, own: list
     t2 = time.perf_counter()
     store: dict[int, list] = {}
     acc = drain(engine.run_block(data, valid, read, region, own, [], later, store))
-    image = crf_image(data[(slice(None), *region.slices(read))], engine.scale) if job.crf else None
+    image = crf_colours(data[(slice(None), *region.slices(read))], limits=job.crf_limits) if job.crf else None
     return {
         "acc": acc, "valid_core": valid[core.slices(read)], "image": image, "pieces": store,
         "tiles_computed": engine.tiles_computed, "tiles_skipped": engine.tiles_skipped,

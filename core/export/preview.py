@@ -15,26 +15,20 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
+from ..crf.colour import HIGH_PERCENTILE, LOW_PERCENTILE, apply_limits, percentile_limits
 from ..errors import SegdeepError
 from ..io.raster import _open, read_classes_tag, temp_path
 
 _LEGEND_WIDTH = 220  # pixels
 
 
-def stretch(image: np.ndarray, valid: np.ndarray | None = None, low: float = 2.0, high: float = 98.0) -> np.ndarray:
-    """Scale bands (bands x h x w) to uint8; 8-bit data is kept, other data gets a percentile stretch."""
+def stretch(image: np.ndarray, valid: np.ndarray | None = None, low: float = LOW_PERCENTILE,
+            high: float = HIGH_PERCENTILE) -> np.ndarray:
+    """Scale bands (bands x h x w) to uint8; 8-bit data is kept, other data gets a percentile stretch
+    over the ``valid`` pixels: the rule the CRF's colours follow (:mod:`segdeep.crf.colour`)."""
     if image.dtype == np.uint8:
         return image
-    out = np.zeros(image.shape, dtype=np.uint8)
-    for i, band in enumerate(image.astype(np.float64)):
-        values = band[valid] if valid is not None and valid.any() else band.ravel()
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        lo, hi = np.percentile(values, [low, high])
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        out[i] = np.clip((np.nan_to_num(band, nan=lo) - lo) * scale, 0, 255).astype(np.uint8)
-    return out
+    return apply_limits(image, percentile_limits(image, valid, low=low, high=high))
 
 
 def _legend(height: int, classes: list[ClassInfo], shares: dict[int, float]):

@@ -16,11 +16,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..classes import NODATA_LABEL
+from ..crf.colour import crf_colours, read_colour_limits
 from ..errors import SegdeepError
 from ..runtime import all_cores, autocast_dtype
 from .tiles import Rect, TileGrid
@@ -102,6 +104,7 @@ class Engine:
         self.workers = int(workers) if device.type == "cpu" else 0
         self.threads = max(1, int(threads))
         self._pool: ThreadPoolExecutor | None = None
+        self._colour_limits: tuple | None = None  # (raster, bands), its CRF colour stretch
         self._pending: deque[tuple[BlockTiles, list, Future]] = deque()  # submitted batches, oldest first
         self._ready: deque[BlockTiles] = deque()  # prepared blocks with batches not yet submitted
         self._lock = threading.Lock()  # timings and counters are added to from the workers
@@ -173,6 +176,15 @@ class Engine:
         if self.workers:
             self._fill(2 * self.workers)
         return tiles
+
+    def crf_colours(self, data: np.ndarray, raster: str | Path, bands: Sequence[int]) -> np.ndarray:
+        """3 x h x w uint8 colours for the CRF (:func:`segdeep.crf.colour.crf_colours`) of block pixels
+        ``data`` (``bands`` of the raster file ``raster``), stretched with the statistics of the whole
+        raster, read on the first call and kept: every block gets the same colours for the same values."""
+        key = (str(raster), tuple(bands))
+        if self._colour_limits is None or self._colour_limits[0] != key:
+            self._colour_limits = (key, read_colour_limits(raster, bands))
+        return crf_colours(data, limits=self._colour_limits[1])
 
     def _autocast(self):
         dtype = autocast_dtype(self.precision)
@@ -360,15 +372,6 @@ def argmax_fixed(acc: np.ndarray) -> np.ndarray:
         np.maximum(best, tmp, out=best)
     best &= top
     return (top - best).astype(np.uint8)
-
-
-def crf_image(data: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """3 x h x w uint8 colour image for the CRF's appearance kernel from the model's bands."""
-    bands = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-    if bands.dtype == np.uint8:
-        return np.ascontiguousarray(bands)
-    s = scale[:3] if scale.shape[0] >= 3 else np.repeat(scale[:1], 3, axis=0)
-    return np.clip(bands.astype(np.float32) * s * 255.0, 0, 255).round().astype(np.uint8)
 
 
 def drain(run: Iterator[int]) -> np.ndarray:

@@ -27,10 +27,11 @@ import numpy as np
 from affine import Affine
 
 from .. import __version__
+from ..crf.colour import crf_colours
 from ..errors import SegdeepError
 from ..io.raster import open_raster
 from ..runtime import resolve_batch_size, resolve_device, resolve_precision, resolve_workers
-from .engine import Engine, crf_image, drain
+from .engine import Engine, drain
 from .finish import PreviewSampler, finish_outputs
 from .journal import Journal, model_digest
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
@@ -287,7 +288,7 @@ def iter_predict(
             following = plans[n + 1][0].index if n + 1 < len(plans) else None
             for j in [j for j in store if j != following]:
                 spill.put(j, store.pop(j))
-            image_region = crf_image(data[(slice(None), *region.slices(read_rect))], engine.scale) if crf else None
+            image_region = engine.crf_colours(data[(slice(None), *region.slices(read_rect))], image, bands) if crf else None
             labels, probs = engine.finish_block(acc, region, blk.rect, valid[blk.rect.slices(read_rect)],
                                                 image_region, crf, probabilities)
             if sampler is not None:
@@ -384,6 +385,6 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
         acc = drain(engine.run_block(data, ok, read, region, own, [], {}, {}))
     finally:
         engine.close()
-    image_region = crf_image(image, engine.scale) if crf is not None else None
+    image_region = crf_colours(image, valid=ok[:h, :w]) if crf is not None else None
     labels, probs = engine.finish_block(acc, region, region, ok[:h, :w], image_region, crf, probabilities)
     return (labels, probs) if probabilities else labels

@@ -2,10 +2,11 @@
 
 :func:`iter_refine_labels` is what the napari Refine widget runs in a worker thread: the labels
 (e.g. a model's output corrected with a brush) are turned into class probabilities with
-:func:`segdeep.crf.dense.unary_from_labels`, refined with the dense CRF against the image's colours block
-by block (each block with a halo of context, so memory depends on the block size), cleaned up
-(:func:`segdeep.refine.postprocess.postprocess`), and only the pixels inside ``window`` change. It yields
-``(blocks_done, blocks_total)`` and returns the new labels; closing it stops after the current block.
+:func:`segdeep.crf.dense.unary_from_labels`, refined with the dense CRF against the image's colours
+(:mod:`segdeep.crf.colour`) block by block (each block with a halo of context, so memory depends on
+the block size), cleaned up (:func:`segdeep.refine.postprocess.postprocess`), and only the pixels
+inside ``window`` change. It yields ``(blocks_done, blocks_total)`` and returns the new labels;
+closing it stops after the current block.
 """
 
 from __future__ import annotations
@@ -15,23 +16,11 @@ from collections.abc import Generator
 import numpy as np
 
 from ..classes import NODATA_LABEL
+from ..crf.colour import Limits, crf_colours
 from ..crf.dense import CRFParams, block_windows
 from ..errors import SegdeepError
-from ..export.preview import stretch
 from .postprocess import postprocess
 from .raster import refine_array
-
-
-def crf_colours(image: np.ndarray) -> np.ndarray:
-    """3 x H x W uint8 colours for the CRF from image bands (bands x H x W): the first three bands
-    (one band is repeated); non-8-bit data gets a 2-98 percentile stretch."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3:
-        raise SegdeepError(f"image must be bands x height x width, got shape {image.shape}")
-    bands = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
-    return np.ascontiguousarray(stretch(bands))
 
 
 def _window(window, height: int, width: int) -> tuple[int, int, int, int]:
@@ -60,6 +49,8 @@ def iter_refine_labels(
     block_size: int = 1024,
     halo: int | None = None,
     device=None,
+    colour_limits: Limits | None = None,
+    image_valid: np.ndarray | None = None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Refine ``labels`` (H x W uint8 class indices, 255 = nodata) against ``image`` (bands x H x W).
 
@@ -67,15 +58,18 @@ def iter_refine_labels(
     ``min_region_px`` / ``fill_holes_px``: merge regions / fill holes up to that many pixels (0 =
     off). ``window`` = (col, row, width, height) in pixels: only those pixels change (the CRF and
     clean-up still see ``halo`` pixels of context around it; default: the CRF's halo, at least the
-    clean-up size). Yields ``(blocks_done, blocks_total)``; returns a new uint8 array (the input is
-    not modified).
+    clean-up size). The CRF's colours follow :mod:`segdeep.crf.colour`: 8-bit images as they are,
+    others stretched with ``colour_limits`` (the statistics of the whole image the array was cut from,
+    e.g. :func:`segdeep.crf.colour.read_colour_limits` of its file; default: those of ``image``
+    over ``image_valid``, bool H x W, False = nodata). Yields ``(blocks_done, blocks_total)``;
+    returns a new uint8 array (the input is not modified).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise SegdeepError(f"labels must be height x width, got shape {labels.shape}")
     height, width = labels.shape
     if crf:
-        colours = crf_colours(image)
+        colours = crf_colours(image, valid=image_valid, limits=colour_limits)
         if colours.shape[1:] != labels.shape:
             raise SegdeepError(f"image is {colours.shape[2]} x {colours.shape[1]} px but the labels are "
                                f"{width} x {height} px; they must cover the same pixels")

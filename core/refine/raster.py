@@ -1,6 +1,8 @@
 """Refine a label or probability raster with the dense CRF, block by block (bounded memory).
 
-The image gives the colours of the bilateral kernel; the second raster is either a label raster
+The image (any dtype and band count) gives the colours of the bilateral kernel, by the rule of
+:mod:`segdeep.crf.colour` (8-bit as it is; other data stretched between the 2nd and 98th percentiles
+of the whole raster, computed once before the first block); the second raster is either a label raster
 (uint8, one band: probabilities from :func:`segdeep.crf.dense.unary_from_labels` with a confidence) or a
 probability raster (one band per class: float 0-1, or uint8 0-255). Each block is refined with a
 halo of context (clipped at the raster border), cleaned up (:mod:`segdeep.refine.postprocess`) and
@@ -18,6 +20,7 @@ import torch
 from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL, ClassInfo, load_classes
+from ..crf.colour import crf_colours, read_colour_limits
 from ..crf.dense import CRFParams, block_windows, dense_crf_params, unary_from_labels
 from ..errors import SegdeepError
 from ..io.raster import LabelWriter, RasterInfo, open_raster, read_window
@@ -25,14 +28,13 @@ from .postprocess import postprocess
 
 
 def _image_bands(info: RasterInfo, bands: list[int] | None) -> list[int]:
+    """The 1-based image bands that give the CRF's colours: ``bands`` (1 to 3 of them), default the
+    first three (fewer when the image has fewer; see :mod:`segdeep.crf.colour`)."""
     if bands is None:
-        bands = [1, 2, 3] if info.count >= 3 else [1, 1, 1]
-    if len(bands) != 3 or any(not 1 <= b <= info.count for b in bands):
-        raise SegdeepError(f"{info.path}: --bands must name 3 bands among 1-{info.count}, got {bands}")
-    if info.dtype != "uint8":
-        raise SegdeepError(f"{info.path}: the CRF needs an 8-bit image (colour widths are in 0-255 levels), "
-                           f"this one is {info.dtype}; convert it first, e.g. gdal_translate -ot Byte -scale")
-    return bands
+        bands = list(range(1, min(3, info.count) + 1))
+    if not 1 <= len(bands) <= 3 or any(not 1 <= b <= info.count for b in bands):
+        raise SegdeepError(f"{info.path}: --bands must name 1 to 3 bands among 1-{info.count}, got {bands}")
+    return list(bands)
 
 
 def _source_kind(info: RasterInfo, num_classes: int) -> str:
@@ -87,7 +89,8 @@ def refine_raster(
     cog: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Refine ``source`` (labels or probabilities) with the colours of ``image`` and write a label
+    """Refine ``source`` (labels or probabilities) with the colours of ``image`` (any dtype; ``bands``:
+    1 to 3 1-based bands, default the first three; see :mod:`segdeep.crf.colour`) and write a label
     GeoTIFF at ``out``. Clean-up after the CRF: ``majority_size`` (odd window, 1 = off),
     ``min_region_px``, ``fill_holes_px`` (0 = off). ``block_size`` and ``halo`` are in pixels (``halo`` defaults to
     ``params.halo``, and must also cover ``min_region_px``-sized regions for seam-free clean-up)."""
@@ -106,10 +109,12 @@ def refine_raster(
     geo = src_info if src_info.georeferenced else img_info
     width, height = img_info.width, img_info.height
     windows = list(block_windows(height, width, block_size, halo))
+    limits = read_colour_limits(image, img_bands)  # one stretch for every block
     with LabelWriter(out, width, height, crs=geo.crs, transform=geo.transform, classes=palette, cog=cog) as writer:
         for i, ((r0, c0, bh, bw), (rr, cc, rh, rw)) in enumerate(windows):
             window = Window(cc, rr, rw, rh)
-            rgb, img_valid = read_window(str(image), window, img_bands)
+            pixels, img_valid = read_window(str(image), window, img_bands)
+            rgb = crf_colours(pixels, limits=limits)
             data, src_valid = read_window(str(source), window)
             valid = img_valid & src_valid
             src = data[0] if kind == "labels" else data
