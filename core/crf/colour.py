@@ -134,9 +134,9 @@ def read_colour_limits(path: str | Path, bands: Sequence[int] | None = None, *,
     pixels are left out. None for 8-bit rasters, without reading pixels."""
     from rasterio.enums import Resampling
 
-    from ..io.raster import _open
+    from ..io.raster import open_dataset
 
-    with _open(path) as ds:
+    with open_dataset(path) as ds:
         bands = list(bands) if bands else list(range(1, ds.count + 1))
         bands = bands[:3]
         if ds.dtypes[bands[0] - 1] == "uint8":
