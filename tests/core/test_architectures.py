@@ -1,6 +1,7 @@
 """One generic test class run over every registered architecture (``list_models()``).
 
-A new architecture needs no edit here: it is picked up from the registry. ``LIGHT`` only lists
+The checks are :class:`segdeep.testing.ArchitectureCheck`'s, the ones
+:func:`segdeep.testing.check_architecture` runs on a third-party architecture. A new architecture needs no edit here: it is picked up from the registry. ``LIGHT`` only lists
 keyword arguments that make a heavy architecture cheap enough for a 2-core CPU (fewer fc6 channels,
 a ResNet-18 backbone, a narrow U-Net); the layers and their wiring are the same. The papers'
 configurations are checked separately (parameter counts against the published figures).
@@ -8,34 +9,22 @@ configurations are checked separately (parameter counts against the published fi
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import warnings
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from segdeep.errors import SegdeepError
 from segdeep.models import create_model, list_models, model_entry
 from segdeep.models.vgg import vgg16_features
+from segdeep.testing import LIGHT_KWARGS, ArchitectureCheck
 
 ARCHITECTURES = list_models()
 
-#: Keyword arguments that keep heavy architectures small in tests (same structure, fewer channels).
-LIGHT: dict[str, dict] = {
-    "fcn32s": {"fc_channels": 64},
-    "fcn16s": {"fc_channels": 64},
-    "fcn8s": {"fc_channels": 64},
-    "dilated": {"fc_channels": 64},
-    "deeplab_v1": {"fc_channels": 64},
-    "pspnet": {"backbone": "resnet18", "head_channels": 64},
-    "unet": {"base_channels": 8},
-    "deeplab_v2": {"backbone": "resnet18"},
-    "deeplab_v3": {"backbone": "resnet18"},
-    "deeplab_v3plus": {"backbone": "resnet18"},
-}
+#: Keyword arguments that keep heavy architectures small in tests (same structure, fewer channels);
+#: the U-Net checked here is the default depth, 8 channels wide.
+LIGHT: dict[str, dict] = {**LIGHT_KWARGS, "unet": {"base_channels": 8}}
 
 HEIGHT, WIDTH = 29, 43  # odd, and not a multiple of any output stride
 
@@ -49,107 +38,47 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def build(name: str, **kwargs) -> nn.Module:
-    """The light variant of ``name``; zero-initialised layers (FCN's score layers, as in the paper)
-    get small random weights so that outputs and gradients are not trivially zero."""
-    torch.manual_seed(0)
-    model = create_model(name, **{**LIGHT.get(name, {}), **kwargs})
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1 and not p.any():
-                p.normal_(0.0, 0.01)
-    return model
-
-
-def first_conv(model: nn.Module) -> nn.Conv2d:
-    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-
-
 @pytest.fixture(scope="module", params=ARCHITECTURES, ids=ARCHITECTURES)
-def arch(request):
-    """(name, light model with 5 classes in eval mode, an input, the model's output for it)."""
-    model = build(request.param, num_classes=5).eval()
-    x = torch.randn(1, 3, HEIGHT, WIDTH)
-    with torch.no_grad():
-        y = model(x)
-    return request.param, model, x, y
+def arch(request) -> ArchitectureCheck:
+    """segdeep.testing's checks of the light variant with 5 classes: the model in eval mode, an
+    input of HEIGHT x WIDTH and the model's output for it are built once per architecture."""
+    return ArchitectureCheck(request.param, num_classes=5, height=HEIGHT, width=WIDTH,
+                             **LIGHT.get(request.param, {}))
 
 
 class TestArchitecture:
+    """Each test is one of :func:`segdeep.testing.check_architecture`'s checks."""
+
     def test_registry_entry(self, arch):
-        entry = model_entry(arch[0])
-        assert entry.paper and entry.output_stride
+        arch.registry_entry()
+        assert model_entry(arch.name).paper  # ours cite their paper
 
     def test_forward_odd_size(self, arch):
-        _, _, _, y = arch
-        assert type(y) is torch.Tensor
-        assert y.shape == (1, 5, HEIGHT, WIDTH)
-        assert torch.isfinite(y).all()
-        assert y.std() > 0
+        arch.forward_odd_size()
 
     def test_backward(self, arch):
-        _, model, _, _ = arch
-        # Training updates batch-norm statistics: keep the fixture's model as it was.
-        buffers = {k: v.clone() for k, v in model.named_buffers()}
-        # Batch norm needs more than one value per channel in training (1x1 pooled branches).
-        n = 2 if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) else 1
-        x = torch.randn(n, 3, HEIGHT, WIDTH)
-        target = torch.randint(0, 5, (n, HEIGHT, WIDTH))
-        target[:, :3] = 255  # nodata rows are ignored by the loss
-        try:
-            F.cross_entropy(model.train()(x), target, ignore_index=255).backward()
-            trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            missing = [n for n, p in trainable if p.grad is None]
-            assert not missing, f"parameters without gradient: {missing[:5]}"
-            assert all(torch.isfinite(p.grad).all() for _, p in trainable)
-            assert first_conv(model).weight.grad.abs().sum() > 0  # the loss reaches the input layer
-        finally:
-            model.zero_grad(set_to_none=True)
-            model.eval().load_state_dict(buffers, strict=False)
+        arch.backward()
 
     # in_channels 3 is the fixture's model; 5 classes there.
-    @pytest.mark.parametrize(("in_channels", "num_classes"), [(1, 2), (4, 7), (8, 2)])
+    @pytest.mark.parametrize(("in_channels", "num_classes"), ArchitectureCheck.IN_CHANNELS_AND_CLASSES)
     def test_in_channels_and_classes(self, arch, in_channels, num_classes):
-        model = build(arch[0], num_classes=num_classes, in_channels=in_channels).eval()
-        assert first_conv(model).in_channels == in_channels
-        with torch.no_grad():
-            y = model(torch.randn(1, in_channels, 21, 27))
-        assert y.shape == (1, num_classes, 21, 27)
+        arch.in_channels_and_classes(in_channels, num_classes)
 
     def test_deterministic_in_eval(self, arch):
-        _, model, x, y = arch
-        with torch.no_grad():
-            assert torch.equal(model.eval()(x), y)
+        arch.deterministic_in_eval()
 
     def test_channels_last_same_output(self, arch):
-        _, model, x, ref = arch
-        try:
-            with torch.no_grad():
-                model.to(memory_format=torch.channels_last)
-                y = model(x.contiguous(memory_format=torch.channels_last))
-        finally:
-            model.to(memory_format=torch.contiguous_format)
-        assert torch.allclose(y, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+        arch.channels_last_same_output()
 
+    def test_bundle_round_trip(self, arch, tmp_path):
+        """Saved as a bundle and rebuilt through the registry: the same logits."""
+        arch.bundle_round_trip(tmp_path)
 
     def test_onnx_export_matches_torch(self, arch):
         """Every architecture exports (opset 17, dynamic batch, the tile size fixed) and
         onnxruntime gives torch's logits: the route to QGIS (Deepness)."""
-        ort = pytest.importorskip("onnxruntime")
-        _, model, x, ref = arch
-        buffer = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about python ints (fixed tile size)
-            torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=17,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-        session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-        x2 = torch.cat([x, torch.randn_like(x)])
-        (got,) = session.run(None, {"input": x2.numpy()})
-        with torch.no_grad():
-            expected = model(x2)
-        assert torch.allclose(torch.from_numpy(got), expected, rtol=1e-4,
-                              atol=1e-5 * float(expected.abs().max()))
+        pytest.importorskip("onnxruntime")
+        arch.onnx_export_matches_torch()
 
 
 #: Published parameter counts (21 PASCAL VOC classes) and the architectures that should match them.
