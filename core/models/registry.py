@@ -3,18 +3,35 @@
 Adding an architecture is one new file in ``core/models/architectures/`` that decorates its builder with
 ``@register_model("name", output_stride=..., paper="...")``; :func:`list_models` and
 :func:`create_model` import every module of the package first, so there is no list to keep by hand.
+
+Other installed distributions add architectures through the entry-point group ``segdeep.models``:
+each entry point names a module that registers its builders with :func:`register_model` when imported,
+e.g. in the distribution's ``pyproject.toml``::
+
+    [project.entry-points."segdeep.models"]
+    my_net = "my_package.my_net"
+
+The registry loads them after segdeep's own, so model bundles, the ``segdeep`` command and the Dask
+workers (which all build networks through :func:`create_model`) run them like built-in ones. An entry
+point that fails to load is skipped with a one-line warning naming it and its distribution; asking
+for an architecture that is not registered then repeats that line in the error.
+:func:`segdeep.testing.check_architecture` checks a third-party architecture as the built-in ones
+are checked.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
 
 from ..errors import SegdeepError
+from . import architectures  # the package only: its modules are imported by _load_all
 
 
 @dataclass(frozen=True)
@@ -28,8 +45,16 @@ class ModelEntry:
     description: str
 
 
+#: Entry-point group through which other distributions register architectures.
+ENTRY_POINT_GROUP = "segdeep.models"
+
 _REGISTRY: dict[str, ModelEntry] = {}
 _LOADED = False
+_LOADING = False
+_LOCK = threading.RLock()
+#: Entry points of ``ENTRY_POINT_GROUP`` that failed to load: one line each, naming them.
+_BROKEN: list[str] = []
+_log = logging.getLogger(__name__)
 
 
 def register_model(name: str, *, output_stride: int | str, paper: str = "", description: str = ""):
@@ -47,15 +72,45 @@ def register_model(name: str, *, output_stride: int | str, paper: str = "", desc
 
 
 def _load_all() -> None:
-    global _LOADED
+    """Import segdeep's architecture modules, then the entry points' (once per process).
+
+    Threads (a Dask worker's) wait for the first one to finish; a module being imported that asks
+    the registry again (same thread) is not loaded twice."""
+    global _LOADED, _LOADING
     if _LOADED:
         return
-    from . import architectures
+    with _LOCK:
+        if _LOADED or _LOADING:
+            return
+        _LOADING = True
+        try:
+            for info in pkgutil.iter_modules(architectures.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{architectures.__name__}.{info.name}")
+            _load_entry_points()
+            _LOADED = True
+        finally:
+            _LOADING = False
 
-    for info in pkgutil.iter_modules(architectures.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{architectures.__name__}.{info.name}")
-    _LOADED = True
+
+def _load_entry_points() -> None:
+    """Import the modules named in the ``segdeep.models`` entry points of installed distributions.
+
+    A module that fails to import (or registers a name twice) is skipped: its one-line reason is
+    logged as a warning and kept in ``_BROKEN`` for :func:`model_entry`'s error.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - whatever a third-party module raises, skip it
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            reason = " ".join(str(exc).split()) or "no message"
+            line = (f"architecture entry point {ep.name!r} ({ep.value}) of distribution {dist!r} "
+                    f"failed to load: {type(exc).__name__}: {reason[:200]}")
+            _BROKEN.append(line)
+            _log.warning("segdeep: %s", line)
 
 
 def list_models() -> list[str]:
@@ -68,7 +123,8 @@ def model_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; a :class:`SegdeepError` lists the known names otherwise."""
     _load_all()
     if name not in _REGISTRY:
-        raise SegdeepError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        broken = "".join(f"; {line}" for line in _BROKEN)
+        raise SegdeepError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}{broken}")
     return _REGISTRY[name]
 
 
