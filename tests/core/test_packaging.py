@@ -34,13 +34,18 @@ def test_command_line_help_does_not_import_torch():
 
 
 def test_wheel_installs_and_runs(tmp_path):
-    """Build the wheel, install it (no deps) into a folder first on the path, import and run it."""
+    """Build the wheel (every core/**/*.py in it as segdeep/**), install it (no deps) into a folder
+    first on the path, import and run it."""
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(dist), str(REPO)], check=True, cwd=tmp_path, timeout=300)
     wheel = next(dist.glob("napari_segdeep-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "segdeep/__init__.py" in names and "segdeep/models/registry.py" in names
+    # Every module of the engine, sub-packages included (setup.py finds them; nothing is listed).
+    sources = sorted(f"segdeep/{p.relative_to(REPO / 'core').as_posix()}" for p in (REPO / "core").rglob("*.py"))
+    assert len(sources) > 50 and "segdeep/testing.py" in sources
+    assert [s for s in sources if s not in names] == []
     assert "napari_segdeep/napari.yaml" in names
     assert not any(n.startswith("core/") for n in names)
     target = tmp_path / "site"
