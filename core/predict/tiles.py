@@ -71,17 +71,33 @@ class Rect:
         return (slice(self.row_off - r0, self.row_end - r0), slice(self.col_off - c0, self.col_end - c0))
 
 
-def check_tiling(tile_size: int, overlap: int, width: int, height: int, where: str = "image") -> None:
-    """Raise :class:`SegdeepError` unless ``tile_size`` / ``overlap`` (pixels) suit a raster."""
-    if int(tile_size) != tile_size or tile_size < 1:
-        raise SegdeepError(f"tile size {tile_size!r} must be a positive whole number of pixels")
-    if int(overlap) != overlap or overlap < 0:
-        raise SegdeepError(f"overlap {overlap!r} must be a whole number of pixels >= 0")
+def check_whole(value, what: str, minimum: int) -> int:
+    """``value`` as an int, or a one-line :class:`SegdeepError` unless it is a whole number of pixels
+    >= ``minimum`` (0 or 1); ``what`` names the setting."""
+    try:
+        ok = int(value) == value and value >= minimum and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        rule = "a positive whole number of pixels" if minimum == 1 else f"a whole number of pixels >= {minimum}"
+        raise SegdeepError(f"{what} {value!r} must be {rule}")
+    return int(value)
+
+
+def check_tile_overlap(tile_size: int, overlap: int) -> None:
+    """Raise :class:`SegdeepError` unless ``tile_size`` and ``overlap`` (pixels) fit each other."""
+    check_whole(tile_size, "tile size", minimum=1)
+    check_whole(overlap, "overlap", minimum=0)
     if overlap >= tile_size:
         raise SegdeepError(f"overlap {overlap} must be smaller than the tile size {tile_size}")
     if 2 * overlap > tile_size:
         raise SegdeepError(f"overlap {overlap} is more than half the tile size {tile_size}; "
                            f"use an overlap of at most {tile_size // 2}")
+
+
+def check_tiling(tile_size: int, overlap: int, width: int, height: int, where: str = "image") -> None:
+    """Raise :class:`SegdeepError` unless ``tile_size`` / ``overlap`` (pixels) suit a raster."""
+    check_tile_overlap(tile_size, overlap)
     if tile_size > width or tile_size > height:
         raise SegdeepError(f"{where}: tile size {tile_size} is larger than the image ({width} x {height} px); "
                            f"use a tile size of at most {min(width, height)}")
@@ -89,8 +105,7 @@ def check_tiling(tile_size: int, overlap: int, width: int, height: int, where: s
 
 def snap_block_size(block_size: int, stride: int) -> int:
     """``block_size`` rounded up to a whole number of tile strides (pixels), at least one stride."""
-    if int(block_size) != block_size or block_size < 1:
-        raise SegdeepError(f"block size {block_size!r} must be a positive whole number of pixels")
+    check_whole(block_size, "block size", minimum=1)
     return max(1, math.ceil(block_size / stride)) * stride
 
 
