@@ -227,7 +227,9 @@ class SegmentWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Segment the chosen image layer (or its visible region) in a worker thread."""
-        from segdeep.predict.run import BlockDone, Started, TilesDone, iter_predict
+        from segdeep.predict.config import PredictConfig
+        from segdeep.predict.events import BlockDone, PredictStarted, TilesDone
+        from segdeep.predict.run import iter_predict
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a segmentation is already running; cancel it first")
@@ -246,14 +248,19 @@ class SegmentWidget(QWidget):
             window = None
         offset = (region[0], region[1]) if region else (0, 0)
         layer_meta = dict(layer.metadata or {})
-        kwargs = dict(tile_size=self.tile_size.value(), overlap=self.overlap.value(),
-                      batch_size=self.batch_size.value() or "auto", device=self.device.currentText(),
-                      crf=self.crf_params(), probabilities=self.probabilities.isChecked(),
-                      window=window, preview=False)
+        try:  # the settings are checked here, before any worker starts
+            config = PredictConfig(image=image, bundle=bundle, out_dir=work / "out",
+                                   tile_size=self.tile_size.value(), overlap=self.overlap.value(),
+                                   batch_size=self.batch_size.value() or "auto", device=self.device.currentText(),
+                                   crf=self.crf_params(), probabilities=self.probabilities.isChecked(),
+                                   window=window, preview=False)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         image_name = layer.name
 
         def progress_of(event):
-            if isinstance(event, Started):
+            if isinstance(event, PredictStarted):
                 self.last_started = event
                 on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
                 self.device_used.setText(f"→ {event.device} ({event.precision}, batch {event.batch_size}{on})")
@@ -285,7 +292,7 @@ class SegmentWidget(QWidget):
         self.status.setText("running…")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.job = Job(lambda: iter_predict(image, bundle, work / "out", **kwargs), desc=f"Segment {image_name}",
+        self.job = Job(lambda: iter_predict(config=config), desc=f"Segment {image_name}",
                        on_end=on_end, on_event=on_event, progress_of=progress_of)
 
     def cancel(self) -> None:

@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SegdeepError
+
+if TYPE_CHECKING:
+    from ..predict.config import PredictConfig
 
 NAME = "predict"
 HELP = "segment a raster with a model bundle (tiled, streaming, resumable)"
@@ -105,9 +109,7 @@ def _crf_params(args):
         value = getattr(args, f"crf_{name}")
         if value is not None:
             setattr(params, name, value)
-    if params.iterations < 0:
-        raise SegdeepError(f"--crf-iterations {params.iterations}: must be >= 0")
-    return params
+    return params  # checked by PredictConfig
 
 
 def _model_path(arg: str | None) -> Path:
@@ -123,29 +125,33 @@ def _model_path(arg: str | None) -> Path:
                        "pass --model BUNDLE (make one with segdeep train)")
 
 
-def run(args) -> int:
-    from ..predict.run import BlockDone, Finishing, Started, TilesDone, iter_predict
+def config_from_args(args: argparse.Namespace) -> PredictConfig:
+    """The :class:`segdeep.predict.config.PredictConfig` of a ``segdeep predict`` command line (checked)."""
+    from ..predict.config import PredictConfig
 
-    kwargs = dict(
-        tile_size=args.tile_size, overlap=args.overlap, block_size=args.block_size,
-        batch_size=args.batch_size, device=args.device, precision=args.precision,
+    return PredictConfig(
+        image=args.image, bundle=_model_path(args.model), out_dir=args.out, tile_size=args.tile_size,
+        overlap=args.overlap, block_size=args.block_size, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, workers=args.workers,
         bands=_ints(args.bands, None, "--bands") if args.bands else None, crf=_crf_params(args),
         probabilities=args.probabilities, truth=args.truth, resume=args.resume, vector=args.vector,
         window=_ints(args.window, 4, "--window") if args.window else None,
         bounds=_floats(args.bounds, 4, "--bounds") if args.bounds else None,
     )
-    ready_event: type | tuple = ()
-    if args.scheduler:
-        from ..distributed.run import ClusterReady, iter_predict_distributed
 
-        ready_event = ClusterReady
-        if str(args.workers).lower() != "auto":
-            raise SegdeepError(f"--workers {args.workers}: applies to runs in this process; a cluster's workers "
-                               "come from --scheduler (local:N starts N)")
-        gen = iter_predict_distributed(args.image, _model_path(args.model), args.out, scheduler=args.scheduler,
-                                       **kwargs)
+
+def run(args) -> int:
+    from ..predict.events import BlockDone, ClusterReady, Finishing, PredictStarted, TilesDone
+
+    config = config_from_args(args)
+    if args.scheduler:
+        from ..distributed.run import iter_predict_distributed
+
+        gen = iter_predict_distributed(scheduler=args.scheduler, config=config)
     else:
-        gen = iter_predict(args.image, _model_path(args.model), args.out, workers=args.workers, **kwargs)
+        from ..predict.run import iter_predict
+
+        gen = iter_predict(config=config)
     bar = None
     try:
         while True:
@@ -154,10 +160,10 @@ def run(args) -> int:
             except StopIteration as stop:
                 result = stop.value
                 break
-            if isinstance(event, ready_event):
+            if isinstance(event, ClusterReady):
                 print(f"segdeep predict: cluster {event.scheduler}, {event.workers} worker(s), dashboard "
                       f"{event.dashboard or 'not available'}", file=sys.stderr)
-            elif isinstance(event, Started):
+            elif isinstance(event, PredictStarted):
                 resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
                 on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
                 print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}{on}), "

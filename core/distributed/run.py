@@ -24,36 +24,35 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..crf.colour import read_colour_limits
 from ..errors import SegdeepError
+from ..evaluate.metrics import ConfusionMatrix
+from ..evaluate.rasters import open_pair, result_dict
+from ..evaluate.rasters import score_windows as _blocks
+from ..export.polygonize import iter_polygons
+from ..export.vectorize import vectorize_raster
 from ..io.raster import open_raster
-from ..predict.journal import _write_json_atomic
-from ..predict.plan import plan_blocks, plan_run
-from ..predict.run import (
-    BlockDone,
-    PredictResult,
-    Started,
-    TilesDone,
+from ..models.bundle import read_card
+from ..predict.config import PredictConfig, resolve_config, run_parameters
+from ..predict.events import BlockDone, ClusterReady, PredictResult, PredictStarted, TilesDone
+from ..predict.journal import (
+    check_same_run,
+    model_identity,
+    run_fingerprint,
+    shared_path,
 )
+from ..predict.journal import write_json_atomic as _write_json_atomic
+from ..predict.plan import plan_blocks, plan_run
+from ..runtime import resolve_batch_size, resolve_device, resolve_precision
 from . import tasks
 from .finish import finish_outputs
 
 PARTS_NAME = ".segdeep-dask-parts"
 STATE_NAME = ".segdeep-dask-run.json"
-
-
-@dataclass(frozen=True)
-class ClusterReady:
-    """Connected to the cluster: its scheduler address, dashboard link and worker count."""
-
-    scheduler: str
-    dashboard: str | None
-    workers: int
 
 
 def _distributed():
@@ -113,132 +112,108 @@ def _ready(client) -> ClusterReady:
     return ClusterReady(info.get("address", ""), link, len(info.get("workers", {})))
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def shared_path(path: str | Path) -> str:
-    """``path`` as workers see it: absolute for a file, unchanged for a URL or GDAL virtual path."""
-    text = str(path)
-    return text if "://" in text or text.startswith("/vsi") else str(Path(text).resolve())
-
-
 def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
-    from ..runtime import resolve_batch_size, resolve_device, resolve_precision
-
     dev = resolve_device(device)
     return str(dev), resolve_precision(precision, dev), resolve_batch_size(batch_size, dev, tile_size)
 
 
-def iter_predict_distributed(
-    image: str | Path,
-    bundle: str | Path,
-    out_dir: str | Path,
-    *,
-    scheduler,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    block_size: int = 2048,
-    batch_size: int | str = "auto",
-    device: str = "auto",
-    precision: str = "auto",
-    bands: list[int] | None = None,
-    crf=None,
-    probabilities: bool = False,
-    truth: str | Path | None = None,
-    window: tuple[int, int, int, int] | None = None,
-    bounds: tuple[float, float, float, float] | None = None,
-    resume: bool = False,
-    vector: str | Path | None = None,
-    preview: bool = True,
-    retries: int = 3,
-    max_in_flight: int | None = None,
-) -> Generator[object, None, PredictResult]:
-    """:func:`segdeep.predict.run.iter_predict` with the blocks mapped over a Dask cluster.
-
-    Same arguments, outputs and events (plus :class:`ClusterReady` first), and identical labels.
-    ``bundle`` must be a path every worker can read, as must ``image``, ``truth`` and ``out_dir``.
-    ``device``, ``precision`` and ``batch_size`` are resolved on the workers. ``retries``: reruns of
-    a failed task. ``max_in_flight``: blocks submitted ahead (default 4 per worker thread).
-    """
-    t_start = time.perf_counter()
-    if out_dir is None:
-        raise SegdeepError("no output folder given (out_dir)")
-    if not isinstance(bundle, str | Path) or not Path(bundle).is_file():
-        raise SegdeepError(f"{bundle}: no such model bundle; on a cluster the model is a .safetensors path "
-                           "every worker can read")
-    from ..models.bundle import read_card
-
-    info = open_raster(image, warn=False)
-    card = read_card(bundle)
-    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
-                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
-    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
-    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
-    classes = list(card.classes)
-    fingerprint = {
-        "image": shared_path(image), "image_size": [info.width, info.height, info.count],
-        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
-        "model": _file_digest(Path(bundle)), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
-        "bands": bands, "region": list(asdict(area).values()), "crf": crf.to_dict() if crf is not None else None,
-        "probabilities": bool(probabilities), "truth": str(truth) if truth else None, "device": device,
-        "precision": precision,
-    }
-    run_id = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
-    parts_dir, state = out / PARTS_NAME, out / STATE_NAME
-    all_blocks = list(blocks)
+def _finished_parts(state: Path, parts_dir: Path, fingerprint: dict, run_id: str, blocks, *, resume: bool,
+                   probabilities: bool) -> dict[int, dict]:
+    """Blocks an interrupted run finished (index -> part tags), after checking its fingerprint; without
+    ``resume`` the parts are cleared. Records this run's fingerprint."""
     done: dict[int, dict] = {}
     if resume and state.exists():
-        old = json.loads(state.read_text()).get("fingerprint", {})
-        if old != json.loads(json.dumps(fingerprint, default=str)):
-            diff = sorted(k for k in set(fingerprint) | set(old) if json.dumps(fingerprint.get(k), default=str)
-                          != json.dumps(old.get(k), default=str))
-            raise SegdeepError(f"{state}: the interrupted run used different settings ({', '.join(diff)}); "
-                               "run without --resume to start again, or use the same settings")
-        for b in all_blocks:
+        try:
+            stored = json.loads(state.read_text()).get("fingerprint") or {}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SegdeepError(f"{state}: unreadable resume state ({exc}); run without --resume") from None
+        check_same_run(state, stored, fingerprint)
+        for b in blocks:
             tags = tasks.read_part_tags(parts_dir, b.index, run_id, (b.rect.width, b.rect.height), probabilities)
             if tags is not None:
                 done[b.index] = tags
     else:
         shutil.rmtree(parts_dir, ignore_errors=True)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(state, {"fingerprint": json.loads(json.dumps(fingerprint, default=str))})
+    _write_json_atomic(state, {"fingerprint": fingerprint})
+    return done
 
+
+def iter_predict_distributed(
+    image: str | Path | None = None,
+    bundle: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    scheduler,
+    config: PredictConfig | None = None,
+    retries: int = 3,
+    max_in_flight: int | None = None,
+    **settings,
+) -> Generator[object, None, PredictResult]:
+    """:func:`segdeep.predict.run.iter_predict` with the blocks mapped over a Dask cluster.
+
+    Same settings (a :class:`segdeep.predict.config.PredictConfig` as ``config=``, or its keywords),
+    outputs and events (plus :class:`ClusterReady` first), and identical labels. ``bundle`` must be a
+    path every worker can read, as must ``image``, ``truth`` and ``out_dir``. ``device``,
+    ``precision`` and ``batch_size`` are resolved on the workers; ``workers`` stays ``auto`` (the
+    cluster's workers come from ``scheduler``). ``retries``: reruns of a failed task.
+    ``max_in_flight``: blocks submitted ahead (default 4 per worker thread). Resume uses the same
+    fingerprint as a run in this process (:func:`segdeep.predict.journal.run_fingerprint`).
+    """
+    t_start = time.perf_counter()
+    config = resolve_config(config, image, bundle, out_dir, settings)
+    if config.workers != "auto":
+        raise SegdeepError(f"--workers {config.workers}: applies to runs in this process; a cluster's workers "
+                           "come from --scheduler (local:N starts N)")
+    bundle = config.bundle
+    if bundle is None or not Path(bundle).is_file():
+        raise SegdeepError(f"{bundle if bundle is not None else 'an in-memory model'}: no such model bundle; on a "
+                           "cluster the model is a .safetensors path every worker can read")
+    image, crf, probabilities, truth = config.image, config.crf, config.probabilities, config.truth
+    info = open_raster(image, warn=False)
+    card = read_card(bundle)
+    plan = plan_run(config, info, card)
+    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
+    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
+    classes = list(card.classes)
+    model_id = model_identity(config)
+    parts_dir, state = out / PARTS_NAME, out / STATE_NAME
+    all_blocks = list(blocks)
     plans, later = plan_blocks(grid, blocks, all_blocks, halo, raster)
     owner = {tile: blk.index for blk, _, own, _ in plans for tile in own}
     needs: dict[int, set[int]] = {}
     for tile, pieces in later.items():
         for j, _ in pieces:
             needs.setdefault(j, set()).add(owner[tile])
-    todo = [b.index for b in all_blocks if b.index not in done]
-    compute = sorted(set(todo) | {i for j in todo for i in needs.get(j, ())})
-    last_use = {}
-    for j in todo:
-        for i in [j, *needs.get(j, ())]:
-            last_use[i] = max(last_use.get(i, -1), j)
-    total_tiles = sum(len(plans[i][2]) for i in compute)
-    job = tasks.BlockJob(
-        image=shared_path(image), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
-        run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
-        bands=tuple(bands), device=device, precision=precision, batch_size=batch_size,
-        crf=crf.to_dict() if crf is not None else None,
-        crf_limits=read_colour_limits(image, bands) if crf is not None else None, probabilities=bool(probabilities),
-        truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
-        ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
-        transform=tuple(info.transform)[:6])
+    crf_limits = read_colour_limits(image, bands) if crf is not None else None
     summaries: list[dict] = []
     timings: dict[str, float] = {}
     distributed = _distributed()
     with connect(scheduler) as client:
         ready = _ready(client)
         yield ready
-        dev, prec, batch = client.submit(_worker_settings, device, precision, batch_size, tile_size,
-                                         pure=False).result()
-        yield Started(total_tiles, len(all_blocks), len(done), dev, prec, batch, block)
+        dev, prec, batch = client.submit(_worker_settings, config.device, config.precision, config.batch_size,
+                                         tile_size, pure=False).result()
+        fingerprint = run_fingerprint(config, plan, info, card, model=model_id, device=dev, precision=prec)
+        run_id = hashlib.blake2b(json.dumps(fingerprint, sort_keys=True).encode(), digest_size=12).hexdigest()
+        done = _finished_parts(state, parts_dir, fingerprint, run_id, all_blocks, resume=config.resume,
+                               probabilities=probabilities)
+        todo = [b.index for b in all_blocks if b.index not in done]
+        compute = sorted(set(todo) | {i for j in todo for i in needs.get(j, ())})
+        last_use = {}
+        for j in todo:
+            for i in [j, *needs.get(j, ())]:
+                last_use[i] = max(last_use.get(i, -1), j)
+        total_tiles = sum(len(plans[i][2]) for i in compute)
+        job = tasks.BlockJob(
+            image=shared_path(image), bundle=str(Path(bundle).resolve()), parts=str(parts_dir.resolve()),
+            run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
+            bands=tuple(bands), device=config.device, precision=config.precision, batch_size=config.batch_size,
+            crf=crf.to_dict() if crf is not None else None, crf_limits=crf_limits, probabilities=probabilities,
+            truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
+            ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
+            transform=tuple(info.transform)[:6])
+        yield PredictStarted(total_tiles, len(all_blocks), len(done), dev, prec, batch, block)
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
         window_size = max_in_flight or 4 * threads
         tag = run_id[:8]
@@ -308,22 +283,22 @@ def iter_predict_distributed(
                                blocks_resumed=len(all_blocks) - len(todo))
         result.tiles_computed = sum(s.get("tiles_computed", 0) for s in summaries)
         result.tiles_skipped = sum(s.get("tiles_skipped", 0) for s in summaries)
-        params = {**fingerprint, "image": str(image), "bounds": list(bounds) if bounds else None,
-                  "window": [area.col_off, area.row_off, area.width, area.height], "batch_size": batch_size,
-                  "resume": bool(resume), "vector": str(vector) if vector else None,
-                  "scheduler": ready.scheduler, "workers": ready.workers}
+        params = run_parameters(config, plan, device=dev, precision=prec, batch_size=batch,
+                                scheduler=ready.scheduler, workers=ready.workers)
         yield from finish_outputs(result, client, info, card, classes, all_blocks, area, parts_dir, done, timings,
-                                  truth=truth, probabilities=probabilities, vector=vector, preview=preview,
+                                  truth=truth, probabilities=probabilities, vector=config.vector,
+                                  preview=config.preview,
                                   bands=bands, params=params, t_start=t_start)
     shutil.rmtree(parts_dir, ignore_errors=True)
     state.unlink(missing_ok=True)
     return result
 
 
-def predict_distributed(image, bundle, out_dir, *, scheduler, callback: Callable[[object], None] | None = None,
-                        **kwargs) -> PredictResult:
+def predict_distributed(image=None, bundle=None, out_dir=None, *, scheduler,
+                        callback: Callable[[object], None] | None = None, config: PredictConfig | None = None,
+                        **settings) -> PredictResult:
     """Run :func:`iter_predict_distributed` to the end (``callback(event)`` per event); return its result."""
-    gen = iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, **kwargs)
+    gen = iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, config=config, **settings)
     while True:
         try:
             event = next(gen)
@@ -364,9 +339,6 @@ def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler
     cluster and merged (:meth:`segdeep.evaluate.metrics.ConfusionMatrix.merge`); the same scores."""
     import uuid
 
-    from ..evaluate.metrics import ConfusionMatrix
-    from ..evaluate.rasters import _blocks, open_pair, result_dict
-
     classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
                                    block_size=block_size, attribute=attribute)
     cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
@@ -401,8 +373,6 @@ def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: in
                               stats: dict | None = None, retries: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`segdeep.export.vectorize.iter_polygons` with the blocks polygonized on a Dask cluster; regions cut
     by block edges are merged here, as in-process. ``workers`` is ignored (the cluster's)."""
-    from ..export.polygonize import iter_polygons
-
     return iter_polygons(labels_path, block_size=block_size, exclude=exclude, progress=progress, stats=stats,
                          map_blocks=_cluster_map_blocks(client, retries))
 
@@ -410,8 +380,6 @@ def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: in
 def vectorize_distributed(labels_path: str | Path, out_path: str | Path, *, scheduler, **kwargs) -> dict:
     """:func:`segdeep.export.vectorize.vectorize_raster` (same arguments and result) with the blocks
     polygonized on a Dask cluster; attributes, simplification and writing are vectorize_raster's own."""
-    from ..export.vectorize import vectorize_raster
-
     kwargs.pop("workers", None)
     with connect(scheduler) as client:
         return vectorize_raster(labels_path, out_path, map_blocks=_cluster_map_blocks(client), **kwargs)

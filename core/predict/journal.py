@@ -4,8 +4,9 @@ Each finished block's labels (and probabilities, when asked for) are saved as ``
 ``<out_dir>/.segdeep-parts/`` under a temporary name and renamed; only then is the block added to
 ``<out_dir>/.segdeep-journal.json`` (also rewritten through a temporary name). A run killed at any
 moment (even ``kill -9``) therefore leaves a journal whose blocks are all complete on disk. The
-journal stores a fingerprint of everything that decides the labels (image, model weights and card,
-tile/block geometry, bands, region, CRF); resuming with a different fingerprint is refused.
+journal stores the run's :func:`run_fingerprint` (everything that decides a finished block's
+results); resuming with a different fingerprint is refused (:func:`check_same_run`). A run on a Dask
+cluster (:mod:`segdeep.distributed.run`) uses the same fingerprint and the same check.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SegdeepError
+
+if TYPE_CHECKING:
+    from .config import PredictConfig
+    from .plan import RunPlan
 
 JOURNAL_NAME = ".segdeep-journal.json"
 PARTS_NAME = ".segdeep-parts"
@@ -38,7 +44,103 @@ def model_digest(model) -> str:
     return h.hexdigest()
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def file_digest(path: str | Path) -> str:
+    """A short hash of a file's bytes (read in 4 MB pieces)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shared_path(path: str | Path) -> str:
+    """``path`` as workers see it: absolute for a file, unchanged for a URL or GDAL virtual path."""
+    text = str(path)
+    return text if "://" in text or text.startswith("/vsi") else str(Path(text).resolve())
+
+
+def file_identity(path: str | Path | None) -> dict | None:
+    """Where a file is, its size in bytes and its modification time (ns); None for no file. A URL or
+    GDAL virtual path is identified by its text only."""
+    if path is None:
+        return None
+    where = shared_path(path)
+    try:
+        st = os.stat(where)
+    except OSError:
+        return {"path": where}
+    return {"path": where, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def model_identity(config: PredictConfig, model=None) -> str:
+    """The digest of the model bundle file (weights and card) or, for an in-memory model, of its
+    parameters and buffers (:func:`model_digest`)."""
+    if config.bundle is not None:
+        return file_digest(config.bundle)
+    return model_digest(model if model is not None else config.model)
+
+
+def _card_fields(card) -> dict:
+    classes = [c.to_dict() if hasattr(c, "to_dict") else str(c) for c in card.classes]
+    return {"architecture": getattr(card, "architecture", None), "kwargs": getattr(card, "kwargs", None),
+            "classes": classes, "bands": list(card.bands), "mean": list(getattr(card, "mean", []) or []),
+            "std": list(getattr(card, "std", []) or []), "scale": getattr(card, "scale", None),
+            "ignore_index": int(getattr(card, "ignore_index", 255))}
+
+
+def run_fingerprint(config: PredictConfig, plan: RunPlan, info, card, *, model: str, device: str,
+                    precision: str) -> dict:
+    """What decides a finished block's saved results: resuming is allowed only when it is unchanged.
+
+    The one fingerprint of a prediction run, in this process and on a Dask cluster. ``model`` is
+    :func:`model_identity`; ``device`` and ``precision`` are the resolved ones (on a cluster, as the
+    workers resolved them). It covers:
+
+    - ``image``: the raster's path, size in bytes and modification time, and its width, height and
+      band count. Not a hash of its pixels: that would read a raster of many GB once more.
+    - ``model``: the bundle file's digest (weights and card) or the in-memory model's weights;
+      ``card``: the classes, bands, normalisation (mean, std, scale), architecture and ignore index
+      (an in-memory model's card is not in the digest).
+    - ``bands`` fed to the model, ``tile_size``, ``overlap`` (pixels, after defaults), ``block_size``
+      (after snapping: it decides which block is which in the journal), ``region`` (the pixel window
+      segmented), ``crf`` (every setting), ``probabilities`` (saved per block when asked for).
+    - ``truth``: its path, size and modification time, with the card's ignore index. On a cluster
+      each block's part carries its confusion matrix against the truth; in this process the report
+      is recomputed from the labels, but one rule for both keeps them from drifting apart again.
+    - ``device`` type (cpu or cuda: different kernels round differently, which can flip a label at a
+      near tie) and ``precision`` (bf16/fp16 change the scores).
+
+    Left out on purpose: ``workers`` and torch threads (results are identical for any number,
+    tested), ``batch_size`` (tiles are independent in eval mode, and running out of GPU memory is a
+    reason to resume with a smaller batch), the CUDA device index (each Dask worker picks its own GPU),
+    ``out_dir`` (the journal lives in it), ``vector`` and ``preview`` (made at the end from the
+    whole labels) and ``resume`` itself.
+    """
+    area = plan.area
+    fingerprint = {
+        "image": {**(file_identity(config.image) or {}), "size": [info.width, info.height, info.count]},
+        "model": model, "card": _card_fields(card), "bands": list(plan.bands), "tile_size": plan.tile_size,
+        "overlap": int(plan.overlap), "block_size": plan.block,
+        "region": [area.col_off, area.row_off, area.width, area.height],
+        "crf": config.crf.to_dict() if config.crf is not None else None, "probabilities": config.probabilities,
+        "truth": file_identity(config.truth), "device": str(device).split(":")[0], "precision": precision,
+    }
+    return json.loads(json.dumps(fingerprint, default=str))  # plain JSON types, as stored
+
+
+def check_same_run(where: str | Path, stored: dict, fingerprint: dict) -> None:
+    """Refuse to resume (one-line :class:`SegdeepError` naming the settings that changed) unless the
+    fingerprint ``stored`` at ``where`` by the interrupted run equals this run's."""
+    stored = json.loads(json.dumps(stored, default=str))
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    if stored != fingerprint:
+        diff = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
+        raise SegdeepError(f"{where}: the interrupted run used different settings ({', '.join(diff)}); "
+                           "run without --resume to start again, or use the same settings")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` durably: a ``.tmp`` sibling, flushed to disk, renamed."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
@@ -61,11 +163,7 @@ class Journal:
                 data = json.loads(self.path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise SegdeepError(f"{self.path}: unreadable resume journal ({exc}); run without --resume") from None
-            if data.get("fingerprint") != self.fingerprint:
-                diff = sorted(k for k in set(self.fingerprint) | set(data.get("fingerprint", {}))
-                              if self.fingerprint.get(k) != data.get("fingerprint", {}).get(k))
-                raise SegdeepError(f"{self.path}: the interrupted run used different settings ({', '.join(diff)}); "
-                                   "run without --resume to start again, or use the same settings")
+            check_same_run(self.path, data.get("fingerprint") or {}, self.fingerprint)
             self.done = {int(i) for i in data.get("done", []) if self.part_path(int(i), "labels").exists()}
         else:
             self.discard()
@@ -76,7 +174,7 @@ class Journal:
         return self.parts / f"{kind}_{index:06d}.npy"
 
     def _save(self) -> None:
-        _write_json_atomic(self.path, {"fingerprint": self.fingerprint, "done": sorted(self.done)})
+        write_json_atomic(self.path, {"fingerprint": self.fingerprint, "done": sorted(self.done)})
 
     def finish_block(self, index: int, labels: np.ndarray, probabilities: np.ndarray | None = None) -> None:
         """Save a block's results, then record it as finished."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SegdeepError
 from ..io.raster import check_bands
+from .config import PredictConfig
 from .finish import prepare_out_dir
 from .tiles import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
 
@@ -26,16 +27,13 @@ def default_overlap(tile_size: int) -> int:
     return min(64, int(tile_size) // 4)
 
 
-def _region(info, window, bounds) -> Rect:
+def _region(info, window: tuple[int, int, int, int] | None, bounds: tuple[float, ...] | None) -> Rect:
+    """The pixels to segment; ``window`` and ``bounds`` are already checked by :class:`PredictConfig`."""
     full = Rect(0, 0, info.width, info.height)
-    if window is not None and bounds is not None:
-        raise SegdeepError("give a window or bounds, not both")
     if bounds is not None:
         if not info.georeferenced:
             raise SegdeepError(f"{info.path}: bounds need a georeferenced raster; use a pixel window instead")
-        left, bottom, right, top = (float(v) for v in bounds)
-        if not (left < right and bottom < top):
-            raise SegdeepError(f"bounds {tuple(bounds)}: expected left < right and bottom < top (left,bottom,right,top)")
+        left, bottom, right, top = bounds
         inv = ~info.transform
         cols, rows = zip(*(inv * (x, y) for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))),
                          strict=True)
@@ -46,10 +44,7 @@ def _region(info, window, bounds) -> Rect:
             raise SegdeepError(f"bounds {tuple(bounds)} do not overlap {info.path} (bounds {info.bounds})")
         return rect
     if window is not None:
-        try:
-            c, r, w, h = (int(v) for v in window)
-        except (TypeError, ValueError):
-            raise SegdeepError(f"window {window!r}: expected col,row,width,height in pixels") from None
+        c, r, w, h = window
         rect = Rect(c, r, w, h)
         if w < 1 or h < 1 or c < 0 or r < 0 or rect.col_end > info.width or rect.row_end > info.height:
             raise SegdeepError(f"window {tuple(window)} is not inside {info.path} ({info.width} x {info.height} px); "
@@ -112,15 +107,16 @@ class RunPlan:
     raster: Rect  # the whole raster
 
 
-def plan_run(image: str | Path, info, card, out_dir: str | Path, *, tile_size: int | None, overlap: int | None,
-             block_size: int, bands: list[int] | None, crf, window, bounds, truth, vector) -> RunPlan:
-    """Check a run's settings against the raster and the model card (one-line :class:`SegdeepError`
-    before any compute) and lay out its tiles and blocks; creates the output folder."""
-    tile_size = model_tile_size(card, tile_size)
-    overlap = default_overlap(tile_size) if overlap is None else overlap
+def plan_run(config: PredictConfig, info, card) -> RunPlan:
+    """Check a run's settings against the raster (``info``, :func:`segdeep.io.raster.open_raster`) and
+    the model card (one-line :class:`SegdeepError` before any compute) and lay out its tiles and
+    blocks; creates the output folder."""
+    image = config.image
+    tile_size = model_tile_size(card, config.tile_size)
+    overlap = default_overlap(tile_size) if config.overlap is None else config.overlap
     check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
     want = list(card.bands)
-    bands = list(bands) if bands else want
+    bands = list(config.bands) if config.bands else want
     if len(bands) != len(want):
         raise SegdeepError(f"bands {bands}: the model takes {len(want)} band(s) (card bands {want}); "
                            f"give {len(want)} band numbers")
@@ -128,9 +124,10 @@ def plan_run(image: str | Path, info, card, out_dir: str | Path, *, tile_size: i
         raise SegdeepError(f"{image}: has {info.count} band(s) but the model needs band(s) {bands}; "
                            f"choose {len(bands)} of bands 1-{info.count} with bands=/--bands")
     bands = check_bands(info, bands)
-    area = _region(info, window, bounds)
-    out = prepare_out_dir(out_dir, truth=truth, info=info, vector=vector)
+    area = _region(info, config.window, config.bounds)
+    out = prepare_out_dir(config.out_dir, truth=config.truth, info=info, vector=config.vector)
     grid = TileGrid(info.width, info.height, tile_size, int(overlap))
-    block = snap_block_size(block_size, grid.stride)
+    block = snap_block_size(config.block_size, grid.stride)
+    crf = config.crf
     return RunPlan(tile_size, int(overlap), bands, area, out, grid, block, BlockGrid(area, block),
                    int(crf.halo) if crf is not None else 0, Rect(0, 0, info.width, info.height))

@@ -20,7 +20,7 @@ import json
 import resource
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,78 +29,19 @@ from affine import Affine
 from .. import __version__
 from ..crf.colour import crf_colours
 from ..errors import SegdeepError
+from ..evaluate.metrics import ConfusionMatrix
 from ..io.raster import open_raster
+from ..models.bundle import load_bundle
 from ..runtime import resolve_batch_size, resolve_device, resolve_precision, resolve_workers
+from .config import PredictConfig, resolve_config, run_parameters
 from .engine import Engine, drain
+from .events import BlockDone, Finishing, PredictResult, PredictStarted, TilesDone
 from .finish import PreviewSampler, finish_outputs
-from .journal import Journal, model_digest
+from .journal import Journal, model_identity, run_fingerprint
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
 from .sinks import BlockWriter, PieceSpill, Sinks
 from .source import BlockReader
 from .tiles import Rect, TileGrid, check_tiling
-
-
-@dataclass(frozen=True)
-class Started:
-    """The run is planned: what will be computed, and where."""
-
-    total_tiles: int  # tiles to compute in this run
-    total_blocks: int  # blocks of the output
-    blocks_resumed: int  # blocks already finished by an interrupted run (not recomputed)
-    device: str
-    precision: str
-    batch_size: int
-    block_size: int  # pixels, after rounding to whole tile strides
-    workers: int = 0  # CPU: batches computed at once (0: one after the other, in the calling thread)
-    threads: int = 0  # CPU: torch threads of each worker
-
-
-@dataclass(frozen=True)
-class TilesDone:
-    """Progress: tiles finished (computed or skipped because entirely nodata) out of ``total``."""
-
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
-class BlockDone:
-    """A block is finished: ``done`` of ``total`` blocks; ``window`` = (col, row, width, height)."""
-
-    index: int
-    done: int
-    total: int
-    window: tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class Finishing:
-    """All blocks are done; the final files are being written (``step``: labels, probabilities, ...)."""
-
-    step: str
-
-
-@dataclass
-class PredictResult:
-    """What a run produced (paths are None for outputs not asked for) and how it went."""
-
-    out_dir: Path
-    labels: Path
-    run_json: Path
-    preview: Path | None = None
-    probabilities: Path | None = None
-    report: dict | None = None  # paths of the report files
-    scores: dict | None = None  # segdeep.evaluate.metrics.scores(...) with truth
-    vector: Path | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
-    batch_size: int = 1
-    tiles_computed: int = 0
-    tiles_skipped: int = 0
-    blocks_computed: int = 0
-    blocks_resumed: int = 0
-    timings: dict = field(default_factory=dict)  # seconds
-    peak_rss_mb: float = 0.0
 
 
 def peak_rss_mb() -> float:
@@ -117,114 +58,72 @@ def card_dict(card) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
-def _resolve_model(bundle, model, card, device):
-    if isinstance(bundle, tuple | list) and len(bundle) == 2:
-        model, card = bundle
-        bundle = None
-    if bundle is not None:
-        from ..models.bundle import load_bundle
+__all__ = ["BlockDone", "Finishing", "PredictConfig", "PredictResult", "PredictStarted", "TilesDone",
+           "iter_predict", "predict_array", "predict_raster"]
 
-        if not Path(bundle).exists():
-            raise SegdeepError(f"{bundle}: no such model bundle (a .safetensors file made by segdeep train)")
-        model, card = load_bundle(bundle, device=str(device))
+
+def _resolve_model(config: PredictConfig, device):
+    model, card = config.model, config.card
+    if config.bundle is not None:
+        if not Path(config.bundle).exists():
+            raise SegdeepError(f"{config.bundle}: no such model bundle (a .safetensors file made by segdeep train)")
+        model, card = load_bundle(config.bundle, device=str(device))
     if model is None or card is None:
         raise SegdeepError("no model: pass bundle=PATH or both model= and card=")
     return model, card
 
 
 def iter_predict(
-    image: str | Path,
+    image: str | Path | None = None,
     bundle: str | Path | tuple | None = None,
     out_dir: str | Path | None = None,
     *,
-    model=None,
-    card=None,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    block_size: int = 2048,
-    batch_size: int | str = "auto",
-    device: str = "auto",
-    precision: str = "auto",
-    workers: int | str = "auto",
-    bands: list[int] | None = None,
-    crf=None,
-    probabilities: bool = False,
-    truth: str | Path | None = None,
-    window: tuple[int, int, int, int] | None = None,
-    bounds: tuple[float, float, float, float] | None = None,
-    resume: bool = False,
-    vector: str | Path | None = None,
-    preview: bool = True,
+    config: PredictConfig | None = None,
+    **settings,
 ) -> Generator[object, None, PredictResult]:
     """Segment a raster block by block; a generator of progress events returning a :class:`PredictResult`.
 
-    Args:
-        image: the raster to segment (GeoTIFF or anything GDAL reads).
-        bundle: a model bundle (``.safetensors``) or a ``(model, card)`` pair; or pass ``model=`` and
-            ``card=``. The card gives the bands, normalisation, classes and default tile size.
-        out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional
-            ``probabilities.tif``, report files and polygons (created if missing).
-        tile_size: model input size in pixels (default: the card's). overlap: pixels shared by
-            neighbouring tiles (at most tile_size / 2; default 64, or tile_size / 4 for tiles
-            under 256 px). block_size: pixels per block side (rounded
-            up to whole strides); memory grows with its square, labels do not change.
-        batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
-        precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
-        workers: on the CPU, batches computed at once, each on ``cores // workers`` torch threads;
-            ``auto``: 2 when there are 2+ cores (see :func:`segdeep.runtime.resolve_workers`).
-            Labels do not depend on it. Ignored on CUDA. The model's ``forward`` then runs on
-            several threads at once (every segdeep architecture keeps no state in ``forward``);
-            pass ``workers=1`` for a model of your own that does.
-        bands: 1-based raster bands fed to the model (default: the card's bands).
-        crf: a :class:`segdeep.crf.dense.CRFParams` to refine each block with a dense CRF, or None.
-        probabilities: also write per-class probabilities (uint8, 255 = 1.0).
-        truth: a label raster on the image's grid: adds an accuracy report (``report.*``).
-        window: (col, row, width, height) in pixels, or bounds: (left, bottom, right, top) in the
-            raster's CRS: segment only that region (same pixels as a full run there).
-        resume: continue an interrupted run in ``out_dir`` (finished blocks are not recomputed).
-        vector: also write polygons to this file (.gpkg, .geojson, .shp; relative to ``out_dir``).
-        preview: write ``preview.png``.
+    Pass a :class:`segdeep.predict.config.PredictConfig` as ``config=``, or its settings as keywords
+    (``image``, ``bundle`` and ``out_dir`` may be positional): ``iter_predict("scene.tif",
+    "model.safetensors", "out/", overlap=32, crf=CRFParams())``. The settings and their units are
+    described on :class:`PredictConfig`; ``bundle`` may be a ``(model, card)`` pair, or pass
+    ``model=`` and ``card=``. ``workers``: the model's ``forward`` runs on several threads at once
+    (every segdeep architecture keeps no state in ``forward``); pass ``workers=1`` for a model of
+    your own that does.
 
-    Events: :class:`Started`, :class:`TilesDone` (after every batch), :class:`BlockDone`,
-    :class:`Finishing`. Closing the generator stops within one batch; no file appears under a final
-    name, and the finished blocks stay in ``out_dir``'s journal for ``resume=True``.
+    Events (:mod:`segdeep.predict.events`): :class:`PredictStarted`, :class:`TilesDone` (after every
+    batch), :class:`BlockDone`, :class:`Finishing`. Closing the generator stops within one batch; no
+    file appears under a final name, and the finished blocks stay in ``out_dir``'s journal for
+    ``resume=True`` (refused when a setting that decides the results changed:
+    :func:`segdeep.predict.journal.run_fingerprint`).
     """
     t_start = time.perf_counter()
-    if out_dir is None:
-        raise SegdeepError("no output folder given (out_dir)")
+    config = resolve_config(config, image, bundle, out_dir, settings)
+    image, crf, probabilities, truth = config.image, config.crf, config.probabilities, config.truth
     info = open_raster(image, warn=False)
-    dev = resolve_device(device)
-    model, card = _resolve_model(bundle, model, card, dev)
-    prec = resolve_precision(precision, dev)
-    batch = resolve_batch_size(batch_size, dev, model_tile_size(card, tile_size))
-    n_workers, threads = resolve_workers(workers, dev)
-    plan = plan_run(image, info, card, out_dir, tile_size=tile_size, overlap=overlap, block_size=block_size,
-                    bands=bands, crf=crf, window=window, bounds=bounds, truth=truth, vector=vector)
-    tile_size, overlap, bands, area, out = plan.tile_size, plan.overlap, plan.bands, plan.area, plan.out
-    grid, block, blocks, halo, raster = plan.grid, plan.block, plan.blocks, plan.halo, plan.raster
+    dev = resolve_device(config.device)
+    model, card = _resolve_model(config, dev)
+    prec = resolve_precision(config.precision, dev)
+    batch = resolve_batch_size(config.batch_size, dev, model_tile_size(card, config.tile_size))
+    n_workers, threads = resolve_workers(config.workers, dev)
+    plan = plan_run(config, info, card)
+    bands, area, out, grid, block, blocks = plan.bands, plan.area, plan.out, plan.grid, plan.block, plan.blocks
+    halo, raster = plan.halo, plan.raster
     engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch, workers=n_workers,
                     threads=threads)
 
-    fingerprint = {
-        "image": str(Path(image).resolve()), "image_size": [info.width, info.height, info.count],
-        "image_mtime": Path(image).stat().st_mtime if Path(image).exists() else None,
-        "model": model_digest(model), "card": card_dict(card), "tile_size": tile_size,
-        "overlap": int(overlap), "block_size": block, "bands": bands, "region": list(asdict(area).values()),
-        "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
-        "device": dev.type, "precision": prec,
-    }
-    journal = Journal(out, fingerprint, resume)
+    fingerprint = run_fingerprint(config, plan, info, card, model=model_identity(config, model), device=str(dev),
+                                  precision=prec)
+    journal = Journal(out, fingerprint, config.resume)
     all_blocks = list(blocks)
     todo = [b for b in all_blocks if b.index not in journal.done]
     plans, later = plan_blocks(grid, blocks, todo, halo, raster)
     total_tiles = sum(len(p[2]) for p in plans)
-    yield Started(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block,
+    yield PredictStarted(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block,
                   n_workers, threads)
 
     confusion = None
     if truth is not None:
-        from ..evaluate.metrics import ConfusionMatrix
-
         confusion = ConfusionMatrix(max(c.index for c in engine.classes) + 1,
                                     ignore_index=int(getattr(card, "ignore_index", 255)))
     sinks = Sinks(out, area, crs=info.crs, transform=info.transform * Affine.translation(area.col_off, area.row_off),
@@ -241,7 +140,7 @@ def iter_predict(
         sinks.close(ok=False)
         raise
 
-    sampler = PreviewSampler(area, np.dtype(info.dtype), len(bands)) if preview else None
+    sampler = PreviewSampler(area, np.dtype(info.dtype), len(bands)) if config.preview else None
 
     def save(blk, labels, probs) -> None:
         journal.finish_block(blk.index, labels, probs)
@@ -320,22 +219,19 @@ def iter_predict(
                            precision=prec, batch_size=batch, tiles_computed=engine.tiles_computed,
                            tiles_skipped=engine.tiles_skipped, blocks_computed=len(todo),
                            blocks_resumed=len(all_blocks) - len(todo))
-    params = {"image": str(image), "tile_size": tile_size, "overlap": int(overlap), "block_size": block,
-              "batch_size": batch, "device": str(dev), "precision": prec, "bands": bands,
-              "workers": n_workers, "threads_per_worker": threads,
-              "window": [area.col_off, area.row_off, area.width, area.height], "bounds": list(bounds) if bounds else None,
-              "crf": crf.to_dict() if crf is not None else None, "probabilities": bool(probabilities),
-              "truth": str(truth) if truth else None, "resume": bool(resume), "vector": str(vector) if vector else None}
+    params = run_parameters(config, plan, device=str(dev), precision=prec, batch_size=batch, workers=n_workers,
+                            threads_per_worker=threads)
     yield from finish_outputs(result, journal, sinks, area, info, engine.classes, params=params,
-                              card_data=card_dict(card), truth=truth, vector=vector, preview=sampler,
+                              card_data=card_dict(card), truth=truth, vector=config.vector, preview=sampler,
                               timings=timings, t_start=t_start, version=__version__)
     return result
 
 
-def predict_raster(image: str | Path, bundle=None, out_dir: str | Path | None = None, *,
-                   callback: Callable[[object], None] | None = None, **kwargs) -> PredictResult:
+def predict_raster(image: str | Path | None = None, bundle=None, out_dir: str | Path | None = None, *,
+                   callback: Callable[[object], None] | None = None, config: PredictConfig | None = None,
+                   **settings) -> PredictResult:
     """Run :func:`iter_predict` to the end (``callback(event)`` for each event); return its result."""
-    gen = iter_predict(image, bundle, out_dir, **kwargs)
+    gen = iter_predict(image, bundle, out_dir, config=config, **settings)
     while True:
         try:
             event = next(gen)

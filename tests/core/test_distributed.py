@@ -19,9 +19,9 @@ from rasterio.transform import from_origin
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (extra napari-segdeep[dask])")
 
 import shapely  # noqa: E402
-from segdeep.distributed import tasks as _dask_tasks  # noqa: E402
 from segdeep.classes import DUBAI_CLASSES  # noqa: E402
 from segdeep.crf.dense import CRFParams  # noqa: E402
+from segdeep.distributed import tasks as _dask_tasks  # noqa: E402
 from segdeep.distributed.run import (  # noqa: E402
     ClusterReady,
     connect,
@@ -35,7 +35,7 @@ from segdeep.evaluate.rasters import evaluate_rasters  # noqa: E402
 from segdeep.export.vectorize import vectorize_raster  # noqa: E402
 from segdeep.models.bundle import ModelCard, save_bundle  # noqa: E402
 from segdeep.models.registry import create_model  # noqa: E402
-from segdeep.predict.run import BlockDone, Started, predict_raster  # noqa: E402
+from segdeep.predict.run import BlockDone, PredictStarted, predict_raster  # noqa: E402
 
 SETTINGS = dict(block_size=64, overlap=8, preview=False)  # tiles of 32 px (the card's), 72 px blocks
 
@@ -98,7 +98,7 @@ def test_labels_and_polygons_identical_to_in_process(data, ref, client, tmp_path
     assert np.array_equal(a[0], b[0]) and len(np.unique(a[0])) >= 3  # the labels are not trivial
     assert a[1:] == b[1:]  # class tags, colour table, georeference
     assert isinstance(events[0], ClusterReady) and events[0].workers == 2
-    started = next(e for e in events if isinstance(e, Started))
+    started = next(e for e in events if isinstance(e, PredictStarted))
     assert sum(isinstance(e, BlockDone) for e in events) == started.total_blocks == 12
     assert started.total_tiles == 88  # each tile computed once, as in-process (11 x 8 tiles)
     assert not (tmp_path / "dist" / ".segdeep-dask-parts").exists()

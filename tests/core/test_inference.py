@@ -19,7 +19,7 @@ from rasterio.transform import from_origin
 from segdeep.errors import SegdeepError
 from segdeep.predict.run import (
     BlockDone,
-    Started,
+    PredictStarted,
     TilesDone,
     iter_predict,
     predict_array,
@@ -269,7 +269,7 @@ def test_closing_the_generator_cancels_and_leaves_no_final_file(image, tmp_path)
         if isinstance(event, TilesDone) and event.done >= 2:
             break
     gen.close()
-    assert isinstance(events[0], Started) and events[0].total_blocks > 4
+    assert isinstance(events[0], PredictStarted) and events[0].total_blocks > 4
     assert not any(isinstance(e, BlockDone) and e.done == e.total for e in events)
     finals = {p.name for p in out.iterdir() if not p.name.startswith(".")}
     assert finals == set()
