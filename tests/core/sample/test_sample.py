@@ -90,7 +90,7 @@ def test_committed_sample_is_what_the_command_makes():
     """sample_data/ holds `segdeep sample --out sample_data --size 1536` (see sample_data/README.md)."""
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[2] / "sample_data"
+    folder = Path(__file__).resolve().parents[3] / "sample_data"
     image, crs, transform, _ = _read(folder / "scene.tif")
     labels = _read(folder / "scene_labels.tif")[0][0]
     assert image.shape == (3, 1536, 1536) and crs == CRS.from_epsg(32640) and transform.a == 0.5

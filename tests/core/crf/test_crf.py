@@ -25,7 +25,7 @@ C = 6
 
 def _dubai() -> Path | None:
     env = os.environ.get("SEGDEEP_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    root = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
     return root / "dubai" if (root / "dubai").is_dir() else None
 
 
