@@ -71,20 +71,14 @@ def test_train_cancel_and_bad_input(train, wait_job, monkeypatch, qtbot):
 
 def test_finetune_from_files(train, tiny_bundle, tmp_path, wait_job):
     """Image and label files instead of layers: the bundle is trained on them and Segment uses it."""
-    import rasterio
-    from rasterio.transform import from_origin
     from segdeep.io.raster import write_labels
+    from segdeep.testing import CRS, TRANSFORM, write_geotiff
 
     viewer, w = train
     image = np.moveaxis(viewer.layers["image"].data, -1, 0)
     truth = np.asarray(viewer.layers["edited"].data).astype(np.uint8)
-    transform = from_origin(300000.0, 2780000.0, 0.5, 0.5)
-    image_path = tmp_path / "img.tif"
-    with rasterio.open(image_path, "w", driver="GTiff", width=image.shape[2], height=image.shape[1], count=3,
-                       dtype=image.dtype, crs="EPSG:32640", transform=transform) as ds:
-        ds.write(image)
-    labels_path = write_labels(tmp_path / "lab.tif", truth, crs="EPSG:32640", transform=transform,
-                               classes=DUBAI_CLASSES)
+    image_path = write_geotiff(tmp_path / "img.tif", image)
+    labels_path = write_labels(tmp_path / "lab.tif", truth, crs=CRS, transform=TRANSFORM, classes=DUBAI_CLASSES)
     w.image_file.setText(str(image_path))
     w.labels_file.setText(str(labels_path))
     w.epochs.setValue(1)

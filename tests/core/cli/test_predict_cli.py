@@ -7,28 +7,20 @@ import json
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.transform import from_origin
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.cli import main
+from segdeep.testing import tiny_bundle, write_geotiff
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from segdeep.models.bundle import ModelCard, save_bundle
-    from segdeep.models.registry import create_model
-
     root = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    card = ModelCard(architecture="unet", classes=list(DUBAI_CLASSES), name="tiny unet",
-                     kwargs={"base_channels": 4, "depth": 3}, tile_size=64)
-    model = create_model("unet", num_classes=6, in_channels=3, base_channels=4, depth=3).eval()
-    bundle = save_bundle(model, card, root / "tiny.safetensors")
+    bundle = tiny_bundle(root / "tiny.safetensors", "unet", name="tiny unet", classes=DUBAI_CLASSES,
+                         kwargs={"base_channels": 4, "depth": 3}, tile_size=64)
     rng = np.random.default_rng(0)
-    image = root / "scene.tif"
-    with rasterio.open(image, "w", driver="GTiff", width=160, height=130, count=3, dtype="uint8",
-                       crs="EPSG:32640", transform=from_origin(500000, 2780000, 0.5, 0.5)) as ds:
-        ds.write(rng.integers(0, 255, (3, 130, 160), dtype=np.uint8))
+    image = write_geotiff(root / "scene.tif", rng.integers(0, 255, (3, 130, 160), dtype=np.uint8),
+                          transform=from_origin(500000, 2780000, 0.5, 0.5))
     return root, bundle, image
 
 

@@ -18,6 +18,7 @@ from segdeep.crf.dense import (
     unary_from_labels,
 )
 from segdeep.errors import SegdeepError
+from segdeep.testing import write_geotiff
 
 SIZE = 512
 C = 6
@@ -203,17 +204,6 @@ def test_unary_from_labels_errors():
         unary_from_labels(np.array([[0, 1]]), 3, confidence=1.0)
 
 
-def _write(path, array, crs="EPSG:32640", nodata=None):
-    import rasterio
-    from affine import Affine
-
-    count, h, w = array.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=count, dtype=array.dtype,
-                       crs=crs, transform=Affine(0.5, 0, 300000, 0, -0.5, 2800000), nodata=nodata) as ds:
-        ds.write(array)
-    return path
-
-
 def test_refine_cli_labels_and_probs(tmp_path):
     import rasterio
     from segdeep.cli import main
@@ -226,8 +216,8 @@ def test_refine_cli_labels_and_probs(tmp_path):
     labels[30:40, 40:50] = 2                   # a mislabelled patch crossing the colour edge
     labels[5:8, 5:8] = 3                       # a speck
     labels[0:4, 90:100] = 255                  # nodata stays nodata
-    image = _write(tmp_path / "image.tif", rgb)
-    source = _write(tmp_path / "labels.tif", labels[None], nodata=255)
+    image = write_geotiff(tmp_path / "image.tif", rgb)
+    source = write_geotiff(tmp_path / "labels.tif", labels[None], nodata=255)
     out = tmp_path / "refined.tif"
     code = main(["refine", str(image), str(source), "--out", str(out), "--block-size", "64", "--halo", "32",
                  "--min-region-px", "20", "--majority-size", "3", "--quiet"])
@@ -244,7 +234,7 @@ def test_refine_cli_labels_and_probs(tmp_path):
     probs = np.stack([np.full((h, w), 0.1, np.float32)] * 6)
     probs[0, :, :50] = 0.5
     probs[2, :, 50:] = 0.5
-    source2 = _write(tmp_path / "probs.tif", probs)
+    source2 = write_geotiff(tmp_path / "probs.tif", probs)
     out2 = tmp_path / "refined2.tif"
     assert main(["refine", str(image), str(source2), "--out", str(out2), "--quiet", "--iterations", "2"]) == 0
     with rasterio.open(out2) as ds:
@@ -254,11 +244,11 @@ def test_refine_cli_labels_and_probs(tmp_path):
 def test_refine_cli_errors(tmp_path, capsys):
     from segdeep.cli import main
 
-    image = _write(tmp_path / "image.tif", np.zeros((3, 20, 30), np.uint8))
-    small = _write(tmp_path / "small.tif", np.zeros((1, 20, 20), np.uint8))
+    image = write_geotiff(tmp_path / "image.tif", np.zeros((3, 20, 30), np.uint8))
+    small = write_geotiff(tmp_path / "small.tif", np.zeros((1, 20, 20), np.uint8))
     assert main(["refine", str(image), str(small), "--out", str(tmp_path / "o.tif")]) == 2
     assert "size 20 x 20 differs" in capsys.readouterr().err
-    bad = _write(tmp_path / "bad.tif", np.full((1, 20, 30), 9, np.uint8))
+    bad = write_geotiff(tmp_path / "bad.tif", np.full((1, 20, 30), 9, np.uint8))
     assert main(["refine", str(image), str(bad), "--out", str(tmp_path / "o.tif")]) == 2
     assert "label value 9" in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()

@@ -14,6 +14,7 @@ from segdeep.classes import ClassInfo
 from segdeep.errors import SegdeepError
 from segdeep.export.preview import stretch, write_preview
 from segdeep.io.raster import write_labels
+from segdeep.testing import write_geotiff
 
 CLASSES = [ClassInfo(0, "building", (255, 0, 0)), ClassInfo(1, "water", (0, 0, 255))]
 TRANSFORM = Affine(1.0, 0, 400_000.0, 0, -1.0, 5_000_000.0)
@@ -25,9 +26,7 @@ def scene(tmp_path) -> tuple[Path, Path]:
     image = tmp_path / "pan.tif"
     rng = np.random.default_rng(0)
     data = (1000 + rng.integers(0, 100, size=(1, h, w))).astype(np.uint16)  # dim 16-bit pan
-    with rasterio.open(image, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16",
-                       crs=CRS.from_epsg(32633), transform=TRANSFORM) as ds:
-        ds.write(data)
+    write_geotiff(image, data, crs=CRS.from_epsg(32633), transform=TRANSFORM)
     labels = np.full((h, w), 255, dtype=np.uint8)
     labels[:, :200] = 0
     labels[:, 200:300] = 1

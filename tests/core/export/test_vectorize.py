@@ -17,6 +17,7 @@ from segdeep.classes import DUBAI_CLASSES, ClassInfo
 from segdeep.errors import SegdeepError
 from segdeep.export.vectorize import vectorize_raster
 from segdeep.io.raster import write_labels
+from segdeep.testing import write_geotiff
 
 PIXEL = 0.5  # metres
 TRANSFORM = Affine(PIXEL, 0, 500_000.0, 0, -PIXEL, 3_700_000.0)
@@ -242,8 +243,7 @@ def test_errors_leave_no_output(labels_tif, tmp_path):
     with pytest.raises(SegdeepError, match="not a class"):
         vectorize_raster(path, out, exclude=["forest"])
     rgb = tmp_path / "rgb.tif"
-    with rasterio.open(rgb, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
-        ds.write(np.zeros((3, 8, 8), np.uint8))
+    write_geotiff(rgb, np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(SegdeepError, match="1 band"):
         vectorize_raster(rgb, out)
 

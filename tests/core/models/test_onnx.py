@@ -12,9 +12,9 @@ import torch
 from segdeep.classes import DUBAI_CLASSES
 from segdeep.cli import main
 from segdeep.errors import SegdeepError
-from segdeep.models import create_model
-from segdeep.models.bundle import ModelCard, save_bundle
+from segdeep.models.bundle import ModelCard, load_bundle
 from segdeep.models.onnx import export_onnx
+from segdeep.testing import tiny_bundle
 
 CASES = {
     "unet": {"base_channels": 8},
@@ -23,12 +23,11 @@ CASES = {
 
 
 def _bundle(tmp_path, arch):
-    torch.manual_seed(0)
-    model = create_model(arch, num_classes=6, in_channels=4, **CASES[arch]).eval()
-    card = ModelCard(name=f"test-{arch}", architecture=arch, kwargs=CASES[arch], classes=list(DUBAI_CLASSES),
-                     bands=[1, 2, 3, 4], mean=[0.4, 0.4, 0.4, 0.3], std=[0.2, 0.2, 0.2, 0.25],
-                     scale=1 / 255, tile_size=64, gsd=0.25)
-    return model, save_bundle(model, card, tmp_path / f"{arch}.safetensors")
+    path = tiny_bundle(tmp_path / f"{arch}.safetensors", arch, name=f"test-{arch}", kwargs=CASES[arch],
+                       bands=[1, 2, 3, 4], mean=[0.4, 0.4, 0.4, 0.3], std=[0.2, 0.2, 0.2, 0.25],
+                       scale=1 / 255, tile_size=64, gsd=0.25)
+    model, _ = load_bundle(path)  # the network export_onnx reads
+    return model, path
 
 
 @pytest.mark.parametrize("arch", sorted(CASES))

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from rasterio.transform import from_origin
-from scipy import ndimage
 from segdeep.classes import DUBAI_CLASSES, ClassInfo, decode_rgb_mask
 from segdeep.cli import main as cli_main
 from segdeep.errors import SegdeepError
 from segdeep.models.bundle import load_bundle
+from segdeep.testing import blob_arrays, write_geotiff
 from segdeep.training.data import TrainSource, WindowSampler, find_pairs
 from segdeep.training.loop import (
     EpochDone,
@@ -28,8 +28,6 @@ from segdeep.training.loop import (
     train,
     train_arrays,
 )
-
-from tests.conftest import write_geotiff
 
 CLASSES = [ClassInfo(0, "red", (200, 40, 40)), ClassInfo(1, "green", (40, 200, 40)), ClassInfo(2, "blue", (40, 40, 200))]
 TINY = dict(arch="unet", model_kwargs={"base_channels": 8, "depth": 3}, tile_size=64, batch_size=4, lr=5e-3)
@@ -45,12 +43,7 @@ def _one_thread():
 
 def scene(seed: int, size: int = 96, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Blobs of k classes; each class has its own colour, plus strong noise (3 x H x W uint8, H x W)."""
-    rng = np.random.default_rng(seed)
-    field = ndimage.gaussian_filter(rng.normal(size=(k, size, size)), (0, 5, 5))
-    labels = field.argmax(0).astype(np.uint8)
-    colours = np.array([c.color for c in CLASSES[:k]])
-    image = colours[labels].transpose(2, 0, 1) + rng.normal(0, 45, (3, size, size))
-    return np.clip(image, 0, 255).astype(np.uint8), labels
+    return blob_arrays([c.color for c in CLASSES[:k]], size=size, seed=seed, noise=45)
 
 
 def test_short_run_learns_from_arrays():
