@@ -33,9 +33,8 @@ from segdeep.distributed.run import (  # noqa: E402
 from segdeep.errors import SegdeepError  # noqa: E402
 from segdeep.evaluate.rasters import evaluate_rasters  # noqa: E402
 from segdeep.export.vectorize import vectorize_raster  # noqa: E402
-from segdeep.models.bundle import ModelCard, save_bundle  # noqa: E402
-from segdeep.models.registry import create_model  # noqa: E402
 from segdeep.predict.run import BlockDone, PredictStarted, predict_raster  # noqa: E402
+from segdeep.testing import tiny_bundle, write_geotiff  # noqa: E402
 
 SETTINGS = dict(block_size=64, overlap=8, preview=False)  # tiles of 32 px (the card's), 72 px blocks
 
@@ -50,18 +49,12 @@ def data(tmp_path_factory):
     img[:, 40:130, 50:190] = (rng.random((3, 90, 140)) * 40).astype(np.uint8)
     img[0, 120:180, 10:90] = 250
     img[:, :20, :30] = 0  # nodata
-    profile = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", nodata=0, crs="EPSG:32640",
-                   transform=from_origin(500000.0, 2780000.0, 0.5, 0.5))
-    with rasterio.open(d / "image.tif", "w", **profile) as ds:
-        ds.write(img)
+    transform = from_origin(500000.0, 2780000.0, 0.5, 0.5)
+    write_geotiff(d / "image.tif", img, transform=transform, nodata=0)
     truth = (img[0] // 50 % 6).astype(np.uint8)
-    with rasterio.open(d / "truth.tif", "w", **{**profile, "count": 1, "nodata": 255}) as ds:
-        ds.write(truth[None])
-    torch.manual_seed(0)
-    model = create_model("unet", num_classes=6, base_channels=4, depth=2).eval()
-    card = ModelCard(name="tiny", architecture="unet", kwargs={"base_channels": 4, "depth": 2},
-                     classes=list(DUBAI_CLASSES), bands=[1, 2, 3], tile_size=32)
-    save_bundle(model, card, d / "model.safetensors")
+    write_geotiff(d / "truth.tif", truth, transform=transform, nodata=255)
+    tiny_bundle(d / "model.safetensors", "unet", name="tiny", kwargs={"base_channels": 4, "depth": 2},
+                classes=DUBAI_CLASSES, bands=[1, 2, 3], tile_size=32)
     return d
 
 

@@ -25,6 +25,7 @@ from segdeep.predict.run import (
     predict_array,
     predict_raster,
 )
+from segdeep.testing import write_geotiff
 
 # Shared by the tests and the subprocess of the resume test (exec'd in both, so weights are equal).
 MODELS = '''
@@ -87,9 +88,7 @@ def write_image(path: Path, width: int = 250, height: int = 300, nodata=None, se
     img = torch.nn.functional.interpolate(torch.from_numpy(small)[None], scale_factor=16, mode="bicubic")[0]
     img = (img[:, :height, :width].numpy() * 255 + rng.normal(0, 8, (3, height, width))).clip(1, 255)
     img = img.astype(np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
-                       crs=CRS, transform=TRANSFORM, nodata=nodata) as ds:
-        ds.write(img)
+    write_geotiff(path, img, crs=CRS, transform=TRANSFORM, nodata=nodata)
     return img
 
 
@@ -370,9 +369,7 @@ def test_truth_gives_a_report_consistent_with_the_labels(image, tmp_path):
     truth = read(reference.labels).copy()
     truth[:50] = (truth[:50] + 1) % 6  # 50 rows disagree
     truth_path = tmp_path / "truth.tif"
-    with rasterio.open(truth_path, "w", driver="GTiff", width=250, height=300, count=1, dtype="uint8",
-                       crs=CRS, transform=TRANSFORM, nodata=255) as ds:
-        ds.write(truth[None])
+    write_geotiff(truth_path, truth, crs=CRS, transform=TRANSFORM, nodata=255)
     result = run(image, tmp_path / "o", truth=truth_path, block_size=100)
     assert result.scores["pixel_accuracy"] == pytest.approx(250 / 300)
     assert Path(result.report["json"]).exists()
