@@ -4,6 +4,9 @@ Each sub-command is one module in this package that defines ``NAME`` (the sub-co
 (one line), ``configure(parser)`` and ``run(args) -> int``. Modules are found automatically, so adding
 a command is one new file. User errors (:class:`segdeep.errors.SegdeepError`) print one line and exit
 with code 2; ``--debug`` shows the traceback instead.
+
+A sub-command module imports the engine (beyond :mod:`segdeep.errors`) inside ``run``, so that
+building the parser, and with it ``segdeep --help``, imports neither torch nor rasterio.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from affine import Affine
 from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
 from ..io.raster import open_raster, read_classes_tag
+from .gpkg_style import write_layer_styles
 from .polygonize import BorderMerger, _iter_batches, iter_polygons, polygonize_block
 
 __all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerger", "format_from_path", "FORMATS"]
@@ -336,8 +337,6 @@ def vectorize_raster(
             layers = {single_layer: [class_of(v) for v in values]}
         files = sink.close(list(layers))
         if fmt == "gpkg":
-            from .gpkg_style import write_layer_styles
-
             write_layer_styles(tmpdir / out_path.name, layers, attribute=fields[0], sync=False)
         _move_outputs(tmpdir, files)
     finally:

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from ..classes import NODATA_LABEL, ClassInfo, decode_rgb_mask
 from ..errors import SegdeepError
 from .raster import RasterInfo, open_dataset, open_raster, read_window
-from .rasterize import is_vector_path
+from .rasterize import VectorReference, is_vector_path
 
 
 @dataclass
@@ -86,8 +86,6 @@ def open_labels(path: str | Path, classes, *, like: RasterInfo | None = None,
     if is_vector_path(path):
         if like is None:
             raise SegdeepError(f"{path}: a vector reference needs a raster grid to be rasterized onto")
-        from .rasterize import VectorReference
-
         vec = VectorReference(path, like, classes=classes, attribute=attribute or "class_index")
         notes = [vec.note] if vec.note else []
         return LabelSource(path, "vector", like, classes, ignore_index, notes, _vector=vec)

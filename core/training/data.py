@@ -30,7 +30,9 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
+from ..io.label_sources import open_labels
 from ..io.raster import check_bands, open_dataset, open_raster, read_window
+from ..io.rasterize import VectorReference, is_vector_path
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".img", ".vrt")
 MASK_SUFFIXES = (*IMAGE_SUFFIXES, ".gpkg", ".geojson", ".json", ".shp", ".fgb")
@@ -66,9 +68,6 @@ class TrainSource:
                    bands: list[int] | None = None, attribute: str | None = None,
                    cache_pixels: int = 16_000_000, cell_size: int = 32) -> TrainSource:
         """An image raster and its labels (index raster, colour mask, palette image or vector)."""
-        from ..io.label_sources import open_labels
-        from ..io.rasterize import VectorReference, is_vector_path
-
         info = open_raster(image_path, warn=False)
         bands = check_bands(info, bands)
         with warnings.catch_warnings():

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classes import NODATA_LABEL, ClassInfo
+from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
+from ..models.bundle import ModelCard, load_bundle, read_card, save_bundle
+from ..models.registry import create_model
 from ..runtime import autocast_dtype, resolve_device, resolve_precision
 from .config import TrainConfig
 from .data import (
@@ -119,9 +121,6 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
     and, beside it, the checkpoint that ``resume=True`` continues from. Without validation data the
     model with the lowest training loss of an epoch is kept.
     """
-    from ..models.bundle import ModelCard, load_bundle, save_bundle
-    from ..models.registry import create_model
-
     classes = list(classes)
     check_classes_cover(classes)
     if not train_sources:
@@ -347,11 +346,7 @@ def train(images: Sequence[str | Path], labels: Sequence[str | Path], out: str |
     default Dubai's) or vector files (``attribute`` = class column). ``callback(event)`` sees the
     progress events of :func:`iter_train`.
     """
-    from ..classes import DUBAI_CLASSES
-
     if init is not None and classes is None:
-        from ..models.bundle import read_card
-
         classes = list(read_card(init).classes)
     classes = list(classes or DUBAI_CLASSES)
     config = config or TrainConfig()
@@ -369,11 +364,7 @@ def iter_train_arrays(images: list[np.ndarray], labels: list[np.ndarray], *,
 
     ``init``: a bundle to fine-tune; its classes are then the palette. Without ``classes``: Dubai's.
     """
-    from ..classes import DUBAI_CLASSES
-
     if init is not None and classes is None:
-        from ..models.bundle import read_card
-
         classes = list(read_card(init).classes)
     classes = list(classes or DUBAI_CLASSES)
     if len(images) != len(labels) or len(val_images) != len(val_labels):
