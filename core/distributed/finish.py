@@ -17,8 +17,15 @@ import rasterio
 from affine import Affine
 
 from .. import __version__
-from ..io.raster import _tag_classes, to_cog
-from ..predict.run import Finishing, card_dict, peak_rss_mb
+from ..evaluate.metrics import ConfusionMatrix, scores
+from ..evaluate.report import write_report
+from ..export.preview import write_preview
+from ..io.raster import tag_classes as _tag_classes
+from ..io.raster import to_cog
+from ..predict.events import Finishing
+from ..predict.finish import write_json as _write_json
+from ..predict.run import card_dict, peak_rss_mb
+from ..predict.sinks import region_vrt
 from ..predict.tiles import Rect
 from . import tasks
 
@@ -62,8 +69,6 @@ def assemble(out: Path, parts_dir: Path, kind: str, blocks, area: Rect, *, crs, 
 def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir, done, timings, *, truth, probabilities,
             vector, preview, bands, params, t_start):
     """Final files from the part files (labels, probabilities, report, preview, polygons, run.json)."""
-    from ..predict.finish import _write_json
-
     out = result.out_dir
     transform = info.transform * Affine.translation(area.col_off, area.row_off)
     t0 = time.perf_counter()
@@ -78,9 +83,6 @@ def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir,
         timings["probabilities_file"] = time.perf_counter() - t0
     if truth is not None:
         yield Finishing("report")
-        from ..evaluate.metrics import ConfusionMatrix, scores
-        from ..evaluate.report import write_report
-
         cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=int(getattr(card, "ignore_index", 255)))
         for b in blocks:
             data = json.loads(done[b.index]["confusion"])
@@ -95,9 +97,6 @@ def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir,
     if preview:
         yield Finishing("preview")
         t0 = time.perf_counter()
-        from ..export.preview import write_preview
-        from ..predict.sinks import region_vrt
-
         source = info.path
         if (area.col_off, area.row_off, area.width, area.height) != (0, 0, info.width, info.height):
             source = region_vrt(info.path, info.count, area, parts_dir / "region.vrt")

@@ -29,7 +29,13 @@ from affine import Affine
 
 from ..classes import NODATA_LABEL
 from ..crf.colour import Limits, crf_colours
-from ..io.raster import _open, label_profile, read_window, temp_path
+from ..crf.dense import CRFParams
+from ..evaluate.metrics import ConfusionMatrix
+from ..evaluate.rasters import window_confusion
+from ..io.label_sources import open_labels
+from ..io.raster import label_profile, read_window, temp_path
+from ..io.raster import open_dataset as _open
+from ..models.bundle import load_bundle
 from ..predict.engine import Engine, drain
 from ..predict.source import rio_window
 from ..predict.tiles import Rect, TileGrid
@@ -56,8 +62,6 @@ def load_model(bundle: str, device: str):
     key = (str(path), st.st_size, st.st_mtime_ns, device)
     with _LOCK:
         if key not in _MODELS:
-            from ..models.bundle import load_bundle
-
             t0 = time.perf_counter()
             _MODELS.clear()  # one model per worker: a new bundle replaces the old one
             _MODELS[key] = load_bundle(path, device=device)
@@ -198,8 +202,6 @@ def finish_block(job: BlockJob, index: int, region: Rect, core: Rect, computed: 
             acc[(slice(None), *rect.slices(region))] += piece
     crf = None
     if job.crf is not None:
-        from ..crf.dense import CRFParams
-
         crf = CRFParams.from_dict(job.crf)
     labels, probs = engine.finish_block(acc, region, core, computed["valid_core"], computed["image"], crf,
                                         job.probabilities)
@@ -207,8 +209,6 @@ def finish_block(job: BlockJob, index: int, region: Rect, core: Rect, computed: 
     t1 = time.perf_counter()
     tags = {RUN_TAG: job.run_id, "block": str(index)}
     if job.truth is not None:
-        from ..evaluate.metrics import ConfusionMatrix
-
         cm = ConfusionMatrix(job.num_classes, ignore_index=job.ignore_index)
         with _open(job.truth) as ds:  # as segdeep.predict.sinks.write_labels_from_parts
             t, t_valid = read_window(ds, rio_window(core))
@@ -254,9 +254,6 @@ def confusion_block(prediction: str, truth: str, classes: list, ignore_index: in
                     window: tuple[int, int, int, int]):
     """Confusion matrix of one window, as :func:`segdeep.evaluate.rasters.evaluate_rasters` computes it."""
     from rasterio.windows import Window
-
-    from ..evaluate.rasters import window_confusion
-    from ..io.label_sources import open_labels
 
     key = (prediction, truth, ignore_index, attribute, repr([c.to_dict() for c in classes]))
     with _LOCK:

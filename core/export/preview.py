@@ -17,7 +17,7 @@ from rasterio.enums import Resampling
 from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..crf.colour import HIGH_PERCENTILE, LOW_PERCENTILE, apply_limits, percentile_limits
 from ..errors import SegdeepError
-from ..io.raster import _open, read_classes_tag, temp_path
+from ..io.raster import open_dataset, read_classes_tag, temp_path
 
 _LEGEND_WIDTH = 220  # pixels
 
@@ -83,7 +83,7 @@ def write_preview(
     if not out_png.parent.is_dir():
         raise SegdeepError(f"{out_png.parent}: output folder does not exist")
     classes = list(classes) if classes else (read_classes_tag(labels_path) or list(DUBAI_CLASSES))
-    with _open(image_path) as img, _open(labels_path) as lab:
+    with open_dataset(image_path) as img, open_dataset(labels_path) as lab:
         if (img.width, img.height) != (lab.width, lab.height):
             raise SegdeepError(f"{labels_path}: labels are {lab.width} x {lab.height} but the image {image_path} "
                                f"is {img.width} x {img.height}; a preview needs the same grid")

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SegdeepError
+from ..evaluate.metrics import scores
+from ..evaluate.report import write_report
+from ..export.preview import render_preview, save_png
+from ..export.vectorize import FORMATS, format_from_path, vectorize_raster
 from ..io.raster import open_raster, temp_path
+from .events import Finishing
+from .source import gdal_env
 
 
 def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
@@ -38,15 +44,14 @@ def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
                 not t.transform.almost_equals(info.transform) or t.crs != info.crs):
             raise SegdeepError(f"{truth}: truth labels are not on the image's grid (CRS or transform differ)")
     if vector is not None:
-        from ..export.vectorize import FORMATS, format_from_path
-
         fmt = format_from_path(vector) if Path(vector).suffix else None
         if fmt not in FORMATS:
             raise SegdeepError(f"vector output {vector}: use a .gpkg, .geojson or .shp file name")
     return out
 
 
-def _write_json(path: Path, data: dict) -> Path:
+def write_json(path: Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON to ``path`` under a temporary name, then rename it."""
     tmp = temp_path(path)
     try:
         tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -60,8 +65,7 @@ def _write_json(path: Path, data: dict) -> Path:
 def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_data, truth, vector, preview,
                    timings, t_start, version):
     """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
-    from .run import Finishing, peak_rss_mb
-    from .source import gdal_env
+    from .run import peak_rss_mb
 
     out = result.out_dir
     yield Finishing("labels")
@@ -74,9 +78,6 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         timings["cog"] = time.perf_counter() - t0
         if sinks.confusion is not None:
             yield Finishing("report")
-            from ..evaluate.metrics import scores
-            from ..evaluate.report import write_report
-
             result.scores = scores(sinks.confusion, classes)
             result.report = write_report(result.scores, out, classes=classes,
                                          inputs={"prediction": str(result.labels), "reference": str(truth),
@@ -93,8 +94,6 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
     if vector is not None:
         yield Finishing("vector")
         t0 = time.perf_counter()
-        from ..export.vectorize import vectorize_raster
-
         path = Path(vector) if Path(vector).is_absolute() else out / vector
         with gdal_env():
             vectorize_raster(result.labels, path, classes=classes)
@@ -119,7 +118,7 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
                                            ("preview", result.preview), ("vector", result.vector)) if v},
         "report": {k: str(v) for k, v in (result.report or {}).items()},
     }
-    _write_json(result.run_json, run)
+    write_json(result.run_json, run)
 
 
 def _start_preview(sampler, out_png: Path, classes, timings: dict):
@@ -170,7 +169,5 @@ class PreviewSampler:
 
     def write(self, out_png: Path, classes) -> Path:
         """Write the preview PNG (image, label overlay, legend; see :func:`segdeep.export.preview.render_preview`)."""
-        from ..export.preview import render_preview, save_png
-
         valid = np.ones(self.labels.shape, dtype=bool)
         return save_png(render_preview(self.image, valid, self.labels, self.labels != 255, classes), out_png)

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from ..classes import NODATA_LABEL, ClassInfo, load_classes
+from ..classes import NODATA_LABEL, ClassInfo
 from ..crf.colour import crf_colours, read_colour_limits
 from ..crf.dense import CRFParams, block_windows, dense_crf_params, unary_from_labels
 from ..errors import SegdeepError
 from ..io.raster import LabelWriter, RasterInfo, open_raster, read_window
+from ..models.card import load_classes
 from .postprocess import postprocess
 
 
