@@ -9,9 +9,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-from segdeep.io import raster
 from segdeep.classes import DUBAI_CLASSES, colormap
 from segdeep.errors import SegdeepError
+from segdeep.io import raster
 
 
 def test_open_raster_reports_georeference(make_geotiff):
