@@ -100,8 +100,8 @@ def main() -> None:
 def run(args, work: Path) -> None:
     import distributed
     import rasterio
+    from segdeep.distributed import connect, predict_distributed
     from segdeep.distributed import tasks as _dask_tasks
-    from segdeep.distributed.run import connect, predict_distributed
     from segdeep.models.bundle import read_card
     from segdeep.predict.run import predict_raster
 

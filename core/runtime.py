@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ __all__ = [
     "autocast_dtype",
     "available_cores",
     "parse_count",
+    "peak_rss_mb",
     "resolve_batch_size",
     "resolve_device",
     "resolve_precision",
@@ -160,3 +162,8 @@ def resolve_threads(workers: int | str, jobs: int) -> int:
     >= 1, or ``auto`` = one per usable core, at most one per job."""
     n = parse_count(workers, "workers")
     return n if n is not None else max(1, min(available_cores(), jobs))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

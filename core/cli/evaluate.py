@@ -45,7 +45,7 @@ def run(args) -> int:
         if args.scheduler:
             from functools import partial
 
-            from ..distributed.run import evaluate_distributed
+            from ..distributed.evaluate import evaluate_distributed
 
             score = partial(evaluate_distributed, scheduler=args.scheduler)
         result = score(args.prediction, args.truth, classes=classes,

@@ -68,7 +68,7 @@ def run(args) -> int:
     if args.scheduler:
         from functools import partial
 
-        from ..distributed.run import vectorize_distributed
+        from ..distributed.vectorize import vectorize_distributed
 
         polygonize = partial(vectorize_distributed, scheduler=args.scheduler)
     summary = polygonize(

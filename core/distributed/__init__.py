@@ -13,12 +13,12 @@ import importlib
 
 # Public name -> module of this package that defines it (imported on first use).
 _LAZY = {
-    "connect": "run",
-    "evaluate_distributed": "run",
-    "iter_polygons_distributed": "run",
+    "connect": "client",
+    "evaluate_distributed": "evaluate",
+    "iter_polygons_distributed": "vectorize",
     "iter_predict_distributed": "run",
     "predict_distributed": "run",
-    "vectorize_distributed": "run",
+    "vectorize_distributed": "vectorize",
 }
 
 __all__ = sorted(_LAZY)

@@ -20,14 +20,15 @@ from .. import __version__
 from ..evaluate.metrics import ConfusionMatrix, scores
 from ..evaluate.report import write_report
 from ..export.preview import write_preview
-from ..io.raster import tag_classes as _tag_classes
-from ..io.raster import to_cog
+from ..io.atomic import write_json_atomic
+from ..io.raster import tag_classes, to_cog
 from ..predict.events import Finishing
-from ..predict.finish import write_json as _write_json
-from ..predict.run import card_dict, peak_rss_mb
+from ..predict.finish import card_dict
 from ..predict.sinks import region_vrt
 from ..predict.tiles import Rect
+from ..runtime import peak_rss_mb
 from . import tasks
+from .vectorize import vectorize_distributed
 
 
 def build_vrt(path: Path, parts: list[tuple[Path, Rect]], width: int, height: int, count: int) -> Path:
@@ -57,7 +58,7 @@ def assemble(out: Path, parts_dir: Path, kind: str, blocks, area: Rect, *, crs, 
         if crs is not None:
             ds.crs, ds.transform = crs, transform
         if kind == "labels":
-            _tag_classes(ds, classes)
+            tag_classes(ds, classes)
             ds.nodata = 255
         else:
             for i, c in enumerate(classes):
@@ -107,7 +108,6 @@ def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir,
         yield Finishing("vector")
         t0 = time.perf_counter()
         path = Path(vector) if Path(vector).is_absolute() else out / vector
-        from .run import vectorize_distributed
 
         vectorize_distributed(result.labels, path, scheduler=client, classes=classes)
         result.vector = path
@@ -115,7 +115,7 @@ def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir,
     timings["total"] = time.perf_counter() - t_start
     result.timings = {k: round(v, 4) for k, v in timings.items()}
     result.peak_rss_mb = round(peak_rss_mb(), 1)
-    _write_json(result.run_json, {
+    write_json_atomic(result.run_json, {
         "segdeep_version": __version__, "parameters": params,
         "input": {"path": str(info.path), "width": info.width, "height": info.height, "count": info.count,
                   "dtype": info.dtype, "crs": info.crs.to_wkt() if info.crs else None,

@@ -18,98 +18,34 @@ resubmitted. A worker that dies has its tasks rerun elsewhere (Dask's lineage an
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
-
-import numpy as np
 
 from ..crf.colour import read_colour_limits
 from ..errors import SegdeepError
-from ..evaluate.metrics import ConfusionMatrix
-from ..evaluate.rasters import open_pair, result_dict
-from ..evaluate.rasters import score_windows as _blocks
-from ..export.polygonize import iter_polygons
-from ..export.vectorize import vectorize_raster
+from ..io.atomic import write_json_atomic
 from ..io.raster import open_raster
 from ..models.bundle import read_card
 from ..predict.config import PredictConfig, resolve_config, run_parameters
-from ..predict.events import BlockDone, ClusterReady, PredictResult, PredictStarted, TilesDone
+from ..predict.events import BlockDone, PredictResult, PredictStarted, TilesDone
 from ..predict.journal import (
     check_same_run,
     model_identity,
     run_fingerprint,
     shared_path,
 )
-from ..predict.journal import write_json_atomic as _write_json_atomic
 from ..predict.plan import plan_blocks, plan_run
 from ..runtime import resolve_batch_size, resolve_device, resolve_precision
 from . import tasks
+from .client import cluster_ready, connect, require_dask
 from .finish import finish_outputs
 
 PARTS_NAME = ".segdeep-dask-parts"
 STATE_NAME = ".segdeep-dask-run.json"
-
-
-def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise SegdeepError("--scheduler needs dask.distributed: pip install 'napari-segdeep[dask]'") from None
-    return distributed
-
-
-@contextlib.contextmanager
-def connect(scheduler) -> Iterator:
-    """A ``distributed.Client`` for ``scheduler`` (see the module notes); a local cluster is closed on exit."""
-    distributed = _distributed()
-    if isinstance(scheduler, distributed.Client):
-        yield scheduler
-        return
-    text = str(scheduler).strip()
-    if text.startswith("local:"):
-        try:
-            n = int(text[6:])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise SegdeepError(f"scheduler {scheduler!r}: expected local:N with N >= 1 worker processes")
-        import dask
-
-        # Dask's default MALLOC_TRIM_THRESHOLD_ for workers fixes glibc's mmap threshold at 128 KiB:
-        # every tensor is then mmapped and unmapped (6x the page faults, 1.9x the CPU of a forward
-        # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead. The
-        # workers' statistical profiler (a stack sample every 10 ms, for the dashboard's Profile
-        # page) is off: it cost ~5 % of the CPU a block task uses (benchmarks/README.md).
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                              "distributed.worker.profile.enabled": False}):
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=":0", silence_logs=40)
-        try:
-            with distributed.Client(cluster) as client:
-                client.register_plugin(tasks.TorchThreads(1))
-                yield client
-        finally:
-            cluster.close()
-        return
-    if "://" not in text and ":" not in text:
-        raise SegdeepError(f"scheduler {scheduler!r}: expected tcp://host:port (a Dask scheduler) or local:N")
-    try:
-        client = distributed.Client(text, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise SegdeepError(f"scheduler {text}: cannot connect ({exc}); is a Dask scheduler running there?") from None
-    with client:
-        yield client
-
-
-def _ready(client) -> ClusterReady:
-    info = client.scheduler_info()
-    link = client.dashboard_link if "dashboard" in info.get("services", {}) else None
-    return ClusterReady(info.get("address", ""), link, len(info.get("workers", {})))
 
 
 def _worker_settings(device: str, precision: str, batch_size, tile_size: int) -> tuple[str, str, int]:
@@ -135,7 +71,7 @@ def _finished_parts(state: Path, parts_dir: Path, fingerprint: dict, run_id: str
     else:
         shutil.rmtree(parts_dir, ignore_errors=True)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(state, {"fingerprint": fingerprint})
+    write_json_atomic(state, {"fingerprint": fingerprint})
     return done
 
 
@@ -188,9 +124,9 @@ def iter_predict_distributed(
     crf_limits = read_colour_limits(image, bands) if crf is not None else None
     summaries: list[dict] = []
     timings: dict[str, float] = {}
-    distributed = _distributed()
+    distributed = require_dask()
     with connect(scheduler) as client:
-        ready = _ready(client)
+        ready = cluster_ready(client)
         yield ready
         dev, prec, batch = client.submit(_worker_settings, config.device, config.precision, config.batch_size,
                                          tile_size, pure=False).result()
@@ -308,78 +244,3 @@ def predict_distributed(image=None, bundle=None, out_dir=None, *, scheduler,
             callback(event)
 
 
-def _ordered(client, fn, args: list[tuple], *, window: int, retries: int, prefix: str) -> Iterator:
-    """Results of ``fn(*a)`` for each ``a`` of ``args`` in order, at most ``window`` tasks in flight."""
-    import collections
-
-    pending: collections.deque = collections.deque()
-    todo = iter(enumerate(args))
-    try:
-        while True:
-            for i, a in todo:
-                pending.append(client.submit(fn, *a, key=f"{prefix}-{i}", retries=retries))
-                if len(pending) >= window:
-                    break
-            if not pending:
-                return
-            yield pending.popleft().result()
-    finally:
-        if pending:
-            client.cancel(list(pending))
-
-
-def _window(client) -> int:
-    return 4 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
-
-
-def evaluate_distributed(prediction: str | Path, truth: str | Path, *, scheduler, classes=None,
-                         ignore_index: int = 255, block_size: int = 2048, attribute: str | None = None,
-                         progress: Callable[[int, int], None] | None = None, retries: int = 3) -> dict:
-    """:func:`segdeep.evaluate.rasters.evaluate_rasters` with the blocks' confusion matrices computed on a Dask
-    cluster and merged (:meth:`segdeep.evaluate.metrics.ConfusionMatrix.merge`); the same scores."""
-    import uuid
-
-    classes, pred, ref = open_pair(prediction, truth, classes=classes, ignore_index=ignore_index,
-                                   block_size=block_size, attribute=attribute)
-    cm = ConfusionMatrix(max(c.index for c in classes) + 1, ignore_index=ignore_index)
-    windows = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
-               for w in _blocks(pred.info.width, pred.info.height, block_size)]
-    p_path, t_path = shared_path(prediction), shared_path(truth)
-    with connect(scheduler) as client:
-        args = [(p_path, t_path, classes, ignore_index, attribute, w) for w in windows]
-        for i, part in enumerate(_ordered(client, tasks.confusion_block, args, window=_window(client),
-                                          retries=retries, prefix=f"segdeep-confusion-{uuid.uuid4().hex[:8]}")):
-            cm.merge(part)
-            if progress:
-                progress(i + 1, len(windows))
-    return result_dict(cm, classes, pred, ref)
-
-
-def _cluster_map_blocks(client, retries: int = 3):
-    """A ``map_blocks`` for :func:`segdeep.export.vectorize.iter_polygons` that runs the blocks on ``client``
-    (paths made absolute so every worker can read them), results in block order."""
-    import uuid
-
-    def map_blocks(func, args_list):
-        args_list = [(shared_path(args[0]), *args[1:]) for args in args_list]
-        return _ordered(client, func, args_list, window=_window(client), retries=retries,
-                        prefix=f"segdeep-polygons-{uuid.uuid4().hex[:8]}")
-
-    return map_blocks
-
-
-def iter_polygons_distributed(client, labels_path: str | Path, *, block_size: int = 2048, exclude=(),
-                              workers: int = 1, progress: Callable[[int, int], None] | None = None,
-                              stats: dict | None = None, retries: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """:func:`segdeep.export.vectorize.iter_polygons` with the blocks polygonized on a Dask cluster; regions cut
-    by block edges are merged here, as in-process. ``workers`` is ignored (the cluster's)."""
-    return iter_polygons(labels_path, block_size=block_size, exclude=exclude, progress=progress, stats=stats,
-                         map_blocks=_cluster_map_blocks(client, retries))
-
-
-def vectorize_distributed(labels_path: str | Path, out_path: str | Path, *, scheduler, **kwargs) -> dict:
-    """:func:`segdeep.export.vectorize.vectorize_raster` (same arguments and result) with the blocks
-    polygonized on a Dask cluster; attributes, simplification and writing are vectorize_raster's own."""
-    kwargs.pop("workers", None)
-    with connect(scheduler) as client:
-        return vectorize_raster(labels_path, out_path, map_blocks=_cluster_map_blocks(client), **kwargs)

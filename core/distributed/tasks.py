@@ -32,8 +32,9 @@ from ..crf.colour import Limits, crf_colours
 from ..crf.dense import CRFParams
 from ..evaluate.metrics import ConfusionMatrix
 from ..evaluate.rasters import window_confusion
+from ..io.atomic import temp_path
 from ..io.label_sources import open_labels
-from ..io.raster import label_profile, read_window, temp_path
+from ..io.raster import label_profile, read_window
 from ..io.raster import open_dataset as _open
 from ..models.bundle import load_bundle
 from ..predict.engine import Engine, drain

@@ -26,7 +26,7 @@ import numpy as np
 from .. import __version__
 from ..classes import ClassInfo
 from ..errors import SegdeepError
-from ..io.raster import temp_path
+from ..io.atomic import temp_path
 
 SCORE_KEYS = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
 SCORE_LABELS = {"pixel_accuracy": "Pixel accuracy", "mean_accuracy": "Mean accuracy (mean recall)",

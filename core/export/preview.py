@@ -17,7 +17,8 @@ from rasterio.enums import Resampling
 from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..crf.colour import HIGH_PERCENTILE, LOW_PERCENTILE, apply_limits, percentile_limits
 from ..errors import SegdeepError
-from ..io.raster import open_dataset, read_classes_tag, temp_path
+from ..io.atomic import temp_path
+from ..io.raster import open_dataset, read_classes_tag
 
 _LEGEND_WIDTH = 220  # pixels
 

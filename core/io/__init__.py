@@ -4,13 +4,13 @@ a colour-coded mask or a vector file, read window by window) and the rasterizing
 references onto a raster's grid. Every stage above reads and writes through here.
 """
 
+from .atomic import temp_path, write_json_atomic
 from .label_sources import LabelSource, open_labels
 from .raster import (
     GTIFF_BLOCK,
     LabelWriter,
     RasterInfo,
     check_bands,
-    copy_file_atomic,
     label_profile,
     open_dataset,
     open_raster,
@@ -18,7 +18,6 @@ from .raster import (
     read_labels,
     read_window,
     tag_classes,
-    temp_path,
     to_cog,
     write_labels,
 )
@@ -26,7 +25,7 @@ from .rasterize import VECTOR_SUFFIXES, VectorReference, is_vector_path, rasteri
 
 __all__ = [
     "GTIFF_BLOCK", "LabelSource", "LabelWriter", "RasterInfo", "VECTOR_SUFFIXES", "VectorReference",
-    "check_bands", "copy_file_atomic", "is_vector_path", "label_profile", "open_dataset", "open_labels",
+    "check_bands", "is_vector_path", "label_profile", "open_dataset", "open_labels",
     "open_raster", "rasterize_reference", "read_classes_tag", "read_labels", "read_window", "tag_classes",
-    "temp_path", "to_cog", "write_labels",
+    "temp_path", "to_cog", "write_json_atomic", "write_labels",
 ]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL, ClassInfo, classes_from_list, colormap
 from ..errors import SegdeepError
+from .atomic import temp_path
 
 #: Internal tile size of the GeoTIFFs segdeep writes, in pixels.
 GTIFF_BLOCK = 256
@@ -188,12 +187,6 @@ def label_profile(width: int, height: int, crs, transform: Affine, *, intermedia
     return profile
 
 
-def temp_path(path: str | Path) -> Path:
-    """A temporary sibling name for ``path`` (same folder, so rename is atomic)."""
-    p = Path(path)
-    return p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp{p.suffix}")
-
-
 def tag_classes(ds, classes) -> None:
     """Tag band 1 of an open label dataset with the palette: colour table, class names (dataset tag
     ``classes`` as JSON, band tags ``CLASS_<index>``) and the band description ``class``."""
@@ -291,11 +284,3 @@ def write_labels(path: str | Path, labels: np.ndarray, *, crs, transform: Affine
                      classes=classes, cog=cog) as w:
         w.write(Window(0, 0, labels.shape[1], labels.shape[0]), labels)
     return Path(path)
-
-
-def copy_file_atomic(src: str | Path, dst: str | Path) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary name."""
-    tmp = temp_path(dst)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    return Path(dst)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import uuid
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,9 @@ from ..evaluate.metrics import scores
 from ..evaluate.report import write_report
 from ..export.preview import render_preview, save_png
 from ..export.vectorize import FORMATS, format_from_path, vectorize_raster
-from ..io.raster import open_raster, temp_path
+from ..io.atomic import write_json_atomic
+from ..io.raster import open_raster
+from ..runtime import peak_rss_mb
 from .events import Finishing
 from .source import gdal_env
 
@@ -50,22 +52,18 @@ def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
     return out
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON to ``path`` under a temporary name, then rename it."""
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+def card_dict(card) -> dict:
+    """A model card as plain JSON types."""
+    if hasattr(card, "to_dict"):
+        return card.to_dict()
+    data = asdict(card) if is_dataclass(card) else dict(vars(card))
+    data["classes"] = [c.to_dict() for c in card.classes]
+    return json.loads(json.dumps(data, default=str))
 
 
 def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_data, truth, vector, preview,
                    timings, t_start, version):
     """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
-    from .run import peak_rss_mb
 
     out = result.out_dir
     yield Finishing("labels")
@@ -118,7 +116,7 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
                                            ("preview", result.preview), ("vector", result.vector)) if v},
         "report": {k: str(v) for k, v in (result.report or {}).items()},
     }
-    write_json(result.run_json, run)
+    write_json_atomic(result.run_json, run)
 
 
 def _start_preview(sampler, out_png: Path, classes, timings: dict):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import SegdeepError
+from ..io.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from .config import PredictConfig
@@ -137,16 +138,6 @@ def check_same_run(where: str | Path, stored: dict, fingerprint: dict) -> None:
         diff = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
         raise SegdeepError(f"{where}: the interrupted run used different settings ({', '.join(diff)}); "
                            "run without --resume to start again, or use the same settings")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` durably: a ``.tmp`` sibling, flushed to disk, renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Journal:

@@ -16,11 +16,9 @@ is refined with a halo of context and cropped, so CRF labels can differ slightly
 
 from __future__ import annotations
 
-import json
-import resource
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,27 +34,12 @@ from ..runtime import resolve_batch_size, resolve_device, resolve_precision, res
 from .config import PredictConfig, resolve_config, run_parameters
 from .engine import Engine, drain
 from .events import BlockDone, Finishing, PredictResult, PredictStarted, TilesDone
-from .finish import PreviewSampler, finish_outputs
+from .finish import PreviewSampler, card_dict, finish_outputs
 from .journal import Journal, model_identity, run_fingerprint
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
 from .sinks import BlockWriter, PieceSpill, Sinks
 from .source import BlockReader
 from .tiles import Rect, TileGrid, check_tiling
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def card_dict(card) -> dict:
-    """A model card as plain JSON types."""
-    if hasattr(card, "to_dict"):
-        return card.to_dict()
-    data = asdict(card) if is_dataclass(card) else dict(vars(card))
-    data["classes"] = [c.to_dict() for c in card.classes]
-    return json.loads(json.dumps(data, default=str))
-
 
 __all__ = ["BlockDone", "Finishing", "PredictConfig", "PredictResult", "PredictStarted", "TilesDone",
            "iter_predict", "predict_array", "predict_raster"]

@@ -22,7 +22,8 @@ import rasterio
 from affine import Affine
 
 from ..classes import NODATA_LABEL
-from ..io.raster import LabelWriter, open_dataset, read_window, temp_path, to_cog
+from ..io.atomic import temp_path
+from ..io.raster import LabelWriter, open_dataset, read_window, to_cog
 from .source import gdal_env, rio_window
 from .tiles import Rect
 

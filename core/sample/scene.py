@@ -25,7 +25,8 @@ from rasterio.windows import Window
 
 from ..classes import DUBAI_CLASSES
 from ..errors import SegdeepError
-from ..io.raster import GTIFF_BLOCK, LabelWriter, temp_path
+from ..io.atomic import temp_path
+from ..io.raster import GTIFF_BLOCK, LabelWriter
 from .layout import Layout
 from .render import render
 

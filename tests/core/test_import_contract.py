@@ -208,11 +208,9 @@ def _shortest_cycle(component: list[str], successors) -> list[str]:
     return [start, start]
 
 
-def check_contract(root: Path, package: str = "segdeep", layers=LAYERS, pending=frozenset()) -> list[Violation]:
-    """Every breach of the import contract in the package at ``root`` (a folder with ``__init__.py``);
-    ``pending``: ``(source, target)`` imports left out of the graph (see :data:`PENDING`)."""
+def check_contract(root: Path, package: str = "segdeep", layers=LAYERS) -> list[Violation]:
+    """Every breach of the import contract in the package at ``root`` (a folder with ``__init__.py``)."""
     edges, external = import_graph(root, package)
-    edges = [e for e in edges if (e.source, e.target) not in pending]
     rank = {u: i for i, layer in enumerate(layers) for u in layer}
     found = []
 
@@ -288,29 +286,13 @@ def check_contract(root: Path, package: str = "segdeep", layers=LAYERS, pending=
     return sorted(found, key=lambda v: (str(v.path), v.line, v.rule))
 
 
-#: Imports that close a cycle and are being removed by work in progress; each must still exist (so the
-#: entry goes when the import does). Keep this empty: it is not a place to park new cycles.
-PENDING = {
-    ("segdeep.predict.finish", "segdeep.predict.run"):
-        "finish_outputs takes peak_rss_mb from run.py; goes with the split of predict/run.py",
-    ("segdeep.distributed.finish", "segdeep.distributed.run"):
-        "finish_outputs calls vectorize_distributed, defined in run.py beside the prediction",
-}
-
-
 def _report(violations) -> str:
     return f"{len(violations)} breach(es) of the import contract:\n" + "\n".join(map(str, violations))
 
 
 def test_engine_keeps_the_import_contract():
-    violations = check_contract(CORE, pending=set(PENDING))
+    violations = check_contract(CORE)
     assert not violations, _report(violations)
-
-
-def test_pending_imports_still_exist():
-    edges, _ = import_graph(CORE, "segdeep")
-    gone = set(PENDING) - {(e.source, e.target) for e in edges}
-    assert not gone, f"these imports are gone: remove them from PENDING: {sorted(gone)}"
 
 
 def test_the_graph_sees_every_kind_of_import():

@@ -21,18 +21,18 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is not
 import shapely  # noqa: E402
 from segdeep.classes import DUBAI_CLASSES  # noqa: E402
 from segdeep.crf.dense import CRFParams  # noqa: E402
-from segdeep.distributed import tasks as _dask_tasks  # noqa: E402
-from segdeep.distributed.run import (  # noqa: E402
-    ClusterReady,
+from segdeep.distributed import (  # noqa: E402
     connect,
     evaluate_distributed,
     iter_predict_distributed,
     predict_distributed,
     vectorize_distributed,
 )
+from segdeep.distributed import tasks as _dask_tasks  # noqa: E402
 from segdeep.errors import SegdeepError  # noqa: E402
 from segdeep.evaluate.rasters import evaluate_rasters  # noqa: E402
 from segdeep.export.vectorize import vectorize_raster  # noqa: E402
+from segdeep.predict.events import ClusterReady  # noqa: E402
 from segdeep.predict.run import BlockDone, PredictStarted, predict_raster  # noqa: E402
 from segdeep.testing import tiny_bundle, write_geotiff  # noqa: E402
 

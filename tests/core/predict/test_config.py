@@ -178,12 +178,8 @@ def test_resume_with_nothing_changed_gives_the_same_pixels(scene, tmp_path, caps
 
 def test_the_cluster_stores_the_same_fingerprint_and_refuses_a_changed_truth(scene, tmp_path):
     pytest.importorskip("distributed", reason="dask.distributed is not installed (extra napari-segdeep[dask])")
-    from segdeep.distributed.run import (
-        STATE_NAME,
-        connect,
-        iter_predict_distributed,
-        predict_distributed,
-    )
+    from segdeep.distributed import connect, iter_predict_distributed, predict_distributed
+    from segdeep.distributed.run import STATE_NAME
 
     config = _base(scene, tmp_path, truth=scene / "truth.tif")
     _interrupt(config)
