@@ -6,7 +6,7 @@ Heavy parts (torch models, inference) are imported lazily so that ``import segde
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -68,12 +68,8 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'segdeep' has no attribute {name!r}")
+__getattr__, _ = lazy_exports(__name__, _LAZY)
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

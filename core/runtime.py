@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 from .errors import SegdeepError
@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "all_cores",
     "autocast_dtype",
+    "drain",
     "available_cores",
     "parse_count",
     "peak_rss_mb",
@@ -167,3 +168,15 @@ def resolve_threads(workers: int | str, jobs: int) -> int:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def drain(job: Generator, callback: Callable[[object], None] | None = None):
+    """Run a job generator (prediction, training, refinement, one block) to the end and return its
+    result (the generator's return value); ``callback(event)`` sees each event it yields."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)

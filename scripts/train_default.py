@@ -100,16 +100,12 @@ def main(argv=None) -> int:
 
     from segdeep.classes import DUBAI_CLASSES
     from segdeep.models.bundle import save_bundle
+    from segdeep.runtime import drain
+    from segdeep.training.config import TrainConfig
     from segdeep.training.data import TrainSource, find_pairs
-    from segdeep.training.loop import (
-        EpochDone,
-        Step,
-        TrainConfig,
-        checkpoint_path,
-        drain,
-        evaluate_sources,
-        iter_train,
-    )
+    from segdeep.training.events import EpochDone, Step
+    from segdeep.training.loop import checkpoint_path, iter_train
+    from segdeep.training.validation import evaluate_sources
 
     classes = list(DUBAI_CLASSES)
     root = dubai_root()

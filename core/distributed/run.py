@@ -39,7 +39,7 @@ from ..predict.journal import (
     shared_path,
 )
 from ..predict.plan import plan_blocks, plan_run
-from ..runtime import resolve_batch_size, resolve_device, resolve_precision
+from ..runtime import drain, resolve_batch_size, resolve_device, resolve_precision
 from . import tasks
 from .client import cluster_ready, connect, require_dask
 from .finish import finish_outputs
@@ -234,13 +234,7 @@ def predict_distributed(image=None, bundle=None, out_dir=None, *, scheduler,
                         callback: Callable[[object], None] | None = None, config: PredictConfig | None = None,
                         **settings) -> PredictResult:
     """Run :func:`iter_predict_distributed` to the end (``callback(event)`` per event); return its result."""
-    gen = iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, config=config, **settings)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(event)
+    return drain(iter_predict_distributed(image, bundle, out_dir, scheduler=scheduler, config=config, **settings),
+                 callback)
 
 

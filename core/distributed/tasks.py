@@ -37,10 +37,10 @@ from ..io.label_sources import open_labels
 from ..io.raster import label_profile, read_window
 from ..io.raster import open_dataset as _open
 from ..models.bundle import load_bundle
-from ..predict.engine import Engine, drain
+from ..predict.engine import Engine
 from ..predict.source import rio_window
 from ..predict.tiles import Rect, TileGrid
-from ..runtime import resolve_batch_size, resolve_device, resolve_precision
+from ..runtime import drain, resolve_batch_size, resolve_device, resolve_precision
 
 try:  # an optional extra: this module is only imported by segdeep.distributed.run, which checks for it
     from distributed import WorkerPlugin

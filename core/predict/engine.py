@@ -372,12 +372,3 @@ def argmax_fixed(acc: np.ndarray) -> np.ndarray:
         np.maximum(best, tmp, out=best)
     best &= top
     return (top - best).astype(np.uint8)
-
-
-def drain(run: Iterator[int]) -> np.ndarray:
-    """Run :meth:`Engine.run_block` to the end without progress events; its int32 accumulator."""
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            return stop.value

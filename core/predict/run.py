@@ -30,9 +30,9 @@ from ..errors import SegdeepError
 from ..evaluate.metrics import ConfusionMatrix
 from ..io.raster import open_raster
 from ..models.bundle import load_bundle
-from ..runtime import resolve_batch_size, resolve_device, resolve_precision, resolve_workers
+from ..runtime import drain, resolve_batch_size, resolve_device, resolve_precision, resolve_workers
 from .config import PredictConfig, resolve_config, run_parameters
-from .engine import Engine, drain
+from .engine import Engine
 from .events import BlockDone, Finishing, PredictResult, PredictStarted, TilesDone
 from .finish import PreviewSampler, card_dict, finish_outputs
 from .journal import Journal, model_identity, run_fingerprint
@@ -214,14 +214,7 @@ def predict_raster(image: str | Path | None = None, bundle=None, out_dir: str | 
                    callback: Callable[[object], None] | None = None, config: PredictConfig | None = None,
                    **settings) -> PredictResult:
     """Run :func:`iter_predict` to the end (``callback(event)`` for each event); return its result."""
-    gen = iter_predict(image, bundle, out_dir, config=config, **settings)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(event)
+    return drain(iter_predict(image, bundle, out_dir, config=config, **settings), callback)
 
 
 def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,

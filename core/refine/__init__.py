@@ -8,7 +8,7 @@ Names are imported on first use: the clean-up filters need no torch, the CRF doe
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # Public name -> module of this package that defines it (imported on first use).
 _LAZY = {
@@ -26,7 +26,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

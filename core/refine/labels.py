@@ -19,6 +19,7 @@ from ..classes import NODATA_LABEL
 from ..crf.colour import Limits, crf_colours
 from ..crf.dense import CRFParams, block_windows
 from ..errors import SegdeepError
+from ..runtime import drain
 from .postprocess import postprocess
 from .raster import refine_array
 
@@ -105,9 +106,4 @@ def iter_refine_labels(
 
 def refine_labels(image: np.ndarray, labels: np.ndarray, params: CRFParams | None = None, **kwargs) -> np.ndarray:
     """Run :func:`iter_refine_labels` to the end and return the refined labels."""
-    gen = iter_refine_labels(image, labels, params, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_refine_labels(image, labels, params, **kwargs))

@@ -33,7 +33,7 @@ from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
 from ..models.bundle import ModelCard, load_bundle, read_card, save_bundle
 from ..models.registry import create_model
-from ..runtime import autocast_dtype, resolve_device, resolve_precision
+from ..runtime import autocast_dtype, drain, resolve_device, resolve_precision
 from .config import TrainConfig
 from .data import (
     Augment,
@@ -309,17 +309,6 @@ def _model_copy(model: torch.nn.Module, state: dict) -> torch.nn.Module:
     m = copy.deepcopy(model).cpu()
     m.load_state_dict(state)
     return m.eval()
-
-
-def drain(events: Generator, callback=None) -> TrainResult:
-    """Run a training generator to the end; ``callback(event)`` sees every event."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(event)
 
 
 # ------------------------------------------------------------------ front ends

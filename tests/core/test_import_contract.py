@@ -8,10 +8,10 @@ The contract:
 - layers, each importing only from its own layer or those below (DESIGN.md, "Layout")::
 
       cli > distributed > predict, training, refine > crf, export, evaluate, models, sample > io
-          > errors, classes, runtime
+          > errors, classes, runtime, lazy
 
   ``testing`` may import anything but ``cli`` and nothing may import it; the top-level
-  ``segdeep/__init__`` (a lazy name -> module map, no import statements) is exempt;
+  ``segdeep/__init__`` (a lazy name -> module map) is exempt;
 - a name or module starting with ``_`` is not imported from another subpackage;
 - no GUI toolkit (Qt bindings, magicgui, napari, vispy) and no QGIS anywhere in ``core/``.
 """
@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("predict", "training", "refine"),
     ("crf", "export", "evaluate", "models", "sample"),
     ("io",),
-    ("errors", "classes", "runtime", ""),  # "" is the top-level package itself (``__version__``)
+    ("errors", "classes", "runtime", "lazy", ""),  # "" is the top-level package itself (``__version__``)
 )
 #: May import any unit but these; nothing may import it.
 TESTING = "testing"
