@@ -142,6 +142,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 def run(args) -> int:
     from ..predict.events import BlockDone, ClusterReady, Finishing, PredictStarted, TilesDone
+    from ..runtime import drain
 
     config = config_from_args(args)
     if args.scheduler:
@@ -153,33 +154,32 @@ def run(args) -> int:
 
         gen = iter_predict(config=config)
     bar = None
-    try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if isinstance(event, ClusterReady):
-                print(f"segdeep predict: cluster {event.scheduler}, {event.workers} worker(s), dashboard "
-                      f"{event.dashboard or 'not available'}", file=sys.stderr)
-            elif isinstance(event, PredictStarted):
-                resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
-                on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
-                print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}{on}), "
-                      f"{event.total_blocks} block(s) of {event.block_size} px, {event.total_tiles} tiles{resumed}",
-                      file=sys.stderr)
-                if not args.quiet:
-                    from tqdm import tqdm
 
-                    bar = tqdm(total=event.total_tiles, unit="tile", file=sys.stderr, dynamic_ncols=True,
-                               disable=None)
-            elif isinstance(event, TilesDone) and bar is not None:
-                bar.update(event.done - bar.n)
-            elif isinstance(event, BlockDone) and bar is not None:
-                bar.set_postfix_str(f"block {event.done}/{event.total}")
-            elif isinstance(event, Finishing) and bar is not None:
-                bar.set_postfix_str(f"writing {event.step}")
+    def show(event) -> None:
+        nonlocal bar
+        if isinstance(event, ClusterReady):
+            print(f"segdeep predict: cluster {event.scheduler}, {event.workers} worker(s), dashboard "
+                  f"{event.dashboard or 'not available'}", file=sys.stderr)
+        elif isinstance(event, PredictStarted):
+            resumed = f", {event.blocks_resumed} block(s) already done" if event.blocks_resumed else ""
+            on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
+            print(f"segdeep predict: device {event.device} ({event.precision}, batch {event.batch_size}{on}), "
+                  f"{event.total_blocks} block(s) of {event.block_size} px, {event.total_tiles} tiles{resumed}",
+                  file=sys.stderr)
+            if not args.quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=event.total_tiles, unit="tile", file=sys.stderr, dynamic_ncols=True,
+                           disable=None)
+        elif isinstance(event, TilesDone) and bar is not None:
+            bar.update(event.done - bar.n)
+        elif isinstance(event, BlockDone) and bar is not None:
+            bar.set_postfix_str(f"block {event.done}/{event.total}")
+        elif isinstance(event, Finishing) and bar is not None:
+            bar.set_postfix_str(f"writing {event.step}")
+
+    try:
+        result = drain(gen, show)
     finally:
         if bar is not None:
             bar.close()

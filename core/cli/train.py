@@ -120,7 +120,10 @@ def _class_weights(text: str):
 
 def run(args) -> int:
     from ..models.card import load_classes
-    from ..training.loop import EpochDone, Started, Step, TrainConfig, iter_train, open_sources
+    from ..runtime import drain
+    from ..training.config import TrainConfig
+    from ..training.events import EpochDone, Started, Step
+    from ..training.loop import iter_train, open_sources
 
     images, labels = _pairs(args, args.images, args.labels, args.dataset_dir, "")
     if not images:
@@ -161,39 +164,38 @@ def run(args) -> int:
     events = iter_train(train_sources, classes, config, val_sources=val_sources, out=out, init=args.init,
                         resume=args.resume, half=args.half)
     bar = None
-    try:
-        while True:
-            try:
-                e = next(events)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if isinstance(e, Started):
-                total = f"{e.total_epochs} epochs" if e.total_epochs else f"{args.time_budget} min"
-                resumed = f", resuming after epoch {e.resumed_epoch}" if e.resumed_epoch else ""
-                print(f"segdeep train: {config.arch if not args.init else args.init} "
-                      f"({e.num_parameters / 1e6:.2f} M parameters) on {e.device}, {len(train_sources)} training "
-                      f"image(s), {len(val_sources)} validation image(s), {total} of {e.steps_per_epoch} steps"
-                      f"{resumed}", file=sys.stderr)
-            elif isinstance(e, Step):
-                if bar is None and not args.quiet:
-                    from tqdm import tqdm
 
-                    bar = tqdm(total=e.steps_per_epoch, unit="step", file=sys.stderr, dynamic_ncols=True,
-                               disable=None, leave=False)
-                if bar is not None:
-                    if e.step == 1:
-                        bar.reset()
-                        bar.set_description(f"epoch {e.epoch}")
-                    bar.update(1)
-                    bar.set_postfix_str(f"loss {e.loss:.3f} lr {e.lr:.1e} {e.tiles_per_second:.1f} tiles/s")
-            elif isinstance(e, EpochDone):
-                if bar is not None:
-                    bar.clear()
-                val = (f", val mIoU {e.val['mean_iou']:.3f} pixel acc {e.val['pixel_accuracy']:.3f}"
-                       if e.val else "")
-                print(f"epoch {e.epoch}: loss {e.train_loss:.3f}{val}{'  (best, saved)' if e.best else ''} "
-                      f"[{e.elapsed / 60:.1f} min]", file=sys.stderr)
+    def show(e) -> None:
+        nonlocal bar
+        if isinstance(e, Started):
+            total = f"{e.total_epochs} epochs" if e.total_epochs else f"{args.time_budget} min"
+            resumed = f", resuming after epoch {e.resumed_epoch}" if e.resumed_epoch else ""
+            print(f"segdeep train: {config.arch if not args.init else args.init} "
+                  f"({e.num_parameters / 1e6:.2f} M parameters) on {e.device}, {len(train_sources)} training "
+                  f"image(s), {len(val_sources)} validation image(s), {total} of {e.steps_per_epoch} steps"
+                  f"{resumed}", file=sys.stderr)
+        elif isinstance(e, Step):
+            if bar is None and not args.quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=e.steps_per_epoch, unit="step", file=sys.stderr, dynamic_ncols=True,
+                           disable=None, leave=False)
+            if bar is not None:
+                if e.step == 1:
+                    bar.reset()
+                    bar.set_description(f"epoch {e.epoch}")
+                bar.update(1)
+                bar.set_postfix_str(f"loss {e.loss:.3f} lr {e.lr:.1e} {e.tiles_per_second:.1f} tiles/s")
+        elif isinstance(e, EpochDone):
+            if bar is not None:
+                bar.clear()
+            val = (f", val mIoU {e.val['mean_iou']:.3f} pixel acc {e.val['pixel_accuracy']:.3f}"
+                   if e.val else "")
+            print(f"epoch {e.epoch}: loss {e.train_loss:.3f}{val}{'  (best, saved)' if e.best else ''} "
+                  f"[{e.elapsed / 60:.1f} min]", file=sys.stderr)
+
+    try:
+        result = drain(events, show)
     finally:
         if bar is not None:
             bar.close()
