@@ -121,7 +121,7 @@ def _levels(path: str, width: int, height: int, count: int, dtype: str, rgb: boo
 def read_raster(path: str | list[str]) -> list[tuple]:
     """Read a raster as napari layer data: ``[(data, kwargs, "image")]``."""
     import rasterio
-    from segdeep.io.raster import open_raster
+    from segdeep.io import open_raster
 
     from ._layers import georef_metadata
 

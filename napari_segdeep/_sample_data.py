@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from segdeep.classes import DUBAI_CLASSES
-from segdeep.io.raster import open_raster, read_classes_tag, read_labels
-from segdeep.sample.scene import IMAGE_NAME, LABELS_NAME, make_sample_scene
+from segdeep.io import open_raster, read_classes_tag, read_labels
+from segdeep.sample import IMAGE_NAME, LABELS_NAME, make_sample_scene
 
 from ._layers import georef_metadata, labels_layer_kwargs
 from ._reader import read_raster

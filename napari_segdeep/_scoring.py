@@ -36,8 +36,7 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
         return ref[top:top + h, left:left + w]
     if not ref_path:
         raise SegdeepError("no reference: choose a reference Labels layer or a label file")
-    from segdeep.io.label_sources import open_labels
-    from segdeep.io.rasterize import is_vector_path
+    from segdeep.io import is_vector_path, open_labels
 
     meta = pred_layer.metadata or {}
     full = (meta.get("height"), meta.get("width"))
@@ -55,7 +54,7 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
 def _source_grid(meta: dict, ref_path: str):
     """The grid of the raster a layer came from (RasterInfo), from the layer's georeference metadata."""
     from affine import Affine
-    from segdeep.io.raster import RasterInfo
+    from segdeep.io import RasterInfo
 
     from ._layers import crs_transform
 
@@ -74,8 +73,7 @@ def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Pa
                 inputs: dict | None = None) -> Generator[tuple[int, int], None, tuple[dict, dict, bytes]]:
     """Score ``pred`` against ``ref`` in strips of rows; yields ``(rows_done, rows_total)``; returns
     ``(scores dict, report paths (empty without out_dir), confusion-matrix PNG bytes)``."""
-    from segdeep.evaluate.metrics import ConfusionMatrix, scores
-    from segdeep.evaluate.report import confusion_png, write_report
+    from segdeep.evaluate import ConfusionMatrix, confusion_png, scores, write_report
 
     if pred.shape != ref.shape:
         raise SegdeepError(f"labels {pred.shape[::-1]} and reference {ref.shape[::-1]} differ in size (w x h)")

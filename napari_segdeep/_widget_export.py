@@ -100,8 +100,8 @@ class ExportWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Write the chosen outputs in a worker thread."""
-        from segdeep.export.vectorize import vectorize_raster
-        from segdeep.io.raster import write_labels
+        from segdeep.export import vectorize_raster
+        from segdeep.io import write_labels
 
         if self.job is not None and self.job.running:
             raise SegdeepError("an export is already running")

@@ -51,7 +51,7 @@ def colour_stretch(layer, pixels: np.ndarray) -> tuple:
     Image layer and the ``pixels`` (bands x h x w) cut from it: the CRF colour stretch of the whole
     image (its file when it has one, as ``segdeep refine`` and ``predict --crf`` use), so a region
     is refined with the colours it has in the whole image (see :mod:`segdeep.crf.colour`)."""
-    from segdeep.crf.colour import colour_limits, read_colour_limits
+    from segdeep.crf import colour_limits, read_colour_limits
 
     valid = _nodata_valid(layer, pixels)
     if pixels.dtype == np.uint8:
@@ -83,7 +83,7 @@ class RefineWidget(QWidget):
         self.palette_box = QGroupBox("Paint with class")
         self.palette_grid = QGridLayout(self.palette_box)
 
-        from segdeep.crf.dense import CRFParams
+        from segdeep.crf import CRFParams
 
         d = CRFParams()
         self.crf = QGroupBox("Dense CRF against the image")
@@ -216,7 +216,7 @@ class RefineWidget(QWidget):
     # ------------------------------------------------------------------ run
 
     def crf_params(self):
-        from segdeep.crf.dense import CRFParams
+        from segdeep.crf import CRFParams
 
         return CRFParams(iterations=self.iterations.value(), gaussian_compat=self.gaussian_compat.value(),
                          bilateral_sxy=self.bilateral_sxy.value(), bilateral_srgb=self.bilateral_srgb.value(),
@@ -225,7 +225,7 @@ class RefineWidget(QWidget):
     @guarded
     def apply(self) -> None:
         """Refine the chosen scope of the Labels layer in a worker thread."""
-        from segdeep.refine.labels import iter_refine_labels
+        from segdeep.refine import iter_refine_labels
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a refinement is already running; cancel it first")

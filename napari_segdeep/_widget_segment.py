@@ -114,7 +114,7 @@ class SegmentWidget(QWidget):
         form.addRow(self.probabilities)
 
         # --- CRF
-        from segdeep.crf.dense import CRFParams
+        from segdeep.crf import CRFParams
 
         d = CRFParams()
         self.crf = QGroupBox("Dense CRF refinement")
@@ -212,7 +212,7 @@ class SegmentWidget(QWidget):
 
     def crf_params(self):
         """The CRF settings chosen, or None when the CRF is off."""
-        from segdeep.crf.dense import CRFParams
+        from segdeep.crf import CRFParams
 
         if not self.crf.isChecked():
             return None
@@ -227,9 +227,13 @@ class SegmentWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Segment the chosen image layer (or its visible region) in a worker thread."""
-        from segdeep.predict.config import PredictConfig
-        from segdeep.predict.events import BlockDone, PredictStarted, TilesDone
-        from segdeep.predict.run import iter_predict
+        from segdeep.predict import (
+            BlockDone,
+            PredictConfig,
+            PredictStarted,
+            TilesDone,
+            iter_predict,
+        )
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a segmentation is already running; cancel it first")
@@ -302,7 +306,7 @@ class SegmentWidget(QWidget):
             self.status.setText("cancelling…")
 
     def _add_result(self, result, image_name: str, offset: tuple[int, int], bundle: str, layer_meta: dict) -> None:
-        from segdeep.io.raster import open_raster, read_labels
+        from segdeep.io import open_raster, read_labels
 
         labels, _ = read_labels(result.labels)
         info = open_raster(result.labels, warn=False)

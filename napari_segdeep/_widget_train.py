@@ -112,7 +112,7 @@ class TrainWidget(QWidget):
     @guarded
     def run(self) -> None:
         """Fine-tune in a worker thread; on success the Segment widget uses the new bundle."""
-        from segdeep.training.loop import iter_train_arrays
+        from segdeep.training import iter_train_arrays
 
         if self.job is not None and self.job.running:
             raise SegdeepError("a training run is already going; cancel it first")
@@ -143,8 +143,8 @@ class TrainWidget(QWidget):
 
     def _run_files(self, init: str, card, image_file: str, labels_file: str) -> None:
         """Fine-tune on an image file and its label file (read window by window, never whole)."""
-        from segdeep.io.raster import open_raster
-        from segdeep.training.loop import iter_train, open_sources
+        from segdeep.io import open_raster
+        from segdeep.training import iter_train, open_sources
 
         if not (image_file and labels_file):
             raise SegdeepError("training from files needs both an image file and a labels file")
@@ -157,7 +157,7 @@ class TrainWidget(QWidget):
                     self._config(tile, card), Path(labels_file).name)
 
     def _config(self, tile: int, card):
-        from segdeep.training.loop import TrainConfig
+        from segdeep.training import TrainConfig
 
         epochs = self.epochs.value() or None
         return TrainConfig(tile_size=tile, batch_size=self.batch_size.value(), epochs=epochs,
@@ -166,7 +166,7 @@ class TrainWidget(QWidget):
 
     def _start(self, make_job, config, name: str) -> None:
         """Run ``make_job(config, out)`` (a training generator) in a worker with progress and Cancel."""
-        from segdeep.training.loop import EpochDone, Started, Step
+        from segdeep.training import EpochDone, Started, Step
 
         out = Path(self.out.text().strip())
         out.parent.mkdir(parents=True, exist_ok=True)

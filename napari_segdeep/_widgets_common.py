@@ -53,7 +53,7 @@ class LayerCombo(QComboBox):
 
 def read_bundle_card(path: str | Path):
     """The model card of a bundle (without loading its weights)."""
-    from segdeep.models.bundle import read_card
+    from segdeep.models import read_card
 
     p = Path(path)
     if not p.is_file():

@@ -82,7 +82,7 @@ def load_engine() -> None:
     """Import segdeep's model code (torch, torchvision, all architectures) in the GUI thread, with
     triton isolated (see :func:`load_triton_isolated`). Cheap after the first call."""
     load_triton_isolated()
-    from segdeep.models.registry import list_models
+    from segdeep.models import list_models
 
     list_models()
 

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 from affine import Affine
-from segdeep.export.vectorize import vectorize_raster
-from segdeep.io.raster import write_labels
+from segdeep.export import vectorize_raster
+from segdeep.io import write_labels
 
 from ._layers import crs_transform, labels_array, layer_classes
 
