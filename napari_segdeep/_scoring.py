@@ -22,7 +22,13 @@ ROWS_PER_STEP = 1024
 
 
 def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | None = None) -> np.ndarray:
-    """Reference labels on the prediction layer's pixels (uint8, 255 = no reference)."""
+    """Reference labels on the prediction layer's pixels (uint8, 255 = no reference).
+
+    SegdeepError when the reference is the labels layer itself (compared by name): a layer scored
+    against itself is 100 % and means nothing. (The file a layer was read from is a fair reference:
+    it measures the edits made since.)
+    """
+    check_not_self(pred_layer, ref_layer=ref_layer)
     pred = np.asarray(pred_layer.data)
     h, w = pred.shape[-2:]
     row, col = layer_offset(pred_layer)
@@ -49,6 +55,13 @@ def reference_labels(pred_layer, classes, *, ref_layer=None, ref_path: str | Non
                            f"{full[1]} x {full[0]} px raster; the reference must share its grid")
     labels, _valid = source.read(Window(col, row, w, h))
     return labels
+
+
+def check_not_self(pred_layer, *, ref_layer=None) -> None:
+    """SegdeepError when the reference layer is the labels layer itself."""
+    if ref_layer is not None and ref_layer.name == pred_layer.name:
+        raise SegdeepError(f"labels and reference are the same layer ({pred_layer.name!r}); choose another "
+                           "reference layer or a reference file")
 
 
 def _source_grid(meta: dict, ref_path: str):

@@ -27,7 +27,7 @@ from segdeep.errors import SegdeepError
 from ._layers import labels_array, layer_classes
 from ._sample_data import cache_dir
 from ._scoring import iter_scores, reference_labels
-from ._widgets_common import LayerCombo
+from ._widgets_common import LayerCombo, is_prediction
 from ._workers import Job, Outcome, guarded
 
 SCORE_NAMES = (("pixel_accuracy", "Pixel accuracy"), ("mean_accuracy", "Mean accuracy"),
@@ -45,6 +45,12 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.3g}M"
 
 
+def _folder_name(text: str) -> str:
+    """A report folder name from layer names: one per (labels, reference) pair, so scoring against
+    another reference never overwrites a report."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
@@ -60,8 +66,9 @@ class EvaluateWidget(QWidget):
         self.result: dict | None = None
         self.report_paths: dict = {}
 
-        self.labels = LayerCombo(napari_viewer, "labels")
-        self.reference = LayerCombo(napari_viewer, "labels", optional=True)
+        self.labels = LayerCombo(napari_viewer, "labels", prefer=is_prediction)
+        self.reference = LayerCombo(napari_viewer, "labels", optional=True, avoid=self.labels,
+                                    prefer=lambda lay: not is_prediction(lay))
         self.reference_file = QLineEdit()
         self.reference_file.setPlaceholderText("or a reference label file (GeoTIFF, mask)")
         pick = QPushButton("…")
@@ -116,8 +123,6 @@ class EvaluateWidget(QWidget):
         layer = self.labels.layer()
         classes = layer_classes(layer)
         ref_layer = self.reference.layer(required=False)
-        if ref_layer is layer:
-            raise SegdeepError(f"labels and reference are the same layer ({layer.name!r}); choose another reference")
         ref_path = self.reference_file.text().strip() or None
         pred = labels_array(layer.data)
         ref = reference_labels(layer, classes, ref_layer=ref_layer, ref_path=None if ref_layer else ref_path)
@@ -125,7 +130,8 @@ class EvaluateWidget(QWidget):
         if out:
             from pathlib import Path
 
-            out = str(Path(out) / layer.name.replace("/", "_").replace(" ", "_"))
+            ref_name = ref_layer.name if ref_layer else Path(ref_path).stem
+            out = str(Path(out) / _folder_name(f"{layer.name} vs {ref_name}"))
         inputs = {"prediction": f"layer {layer.name}",
                   "reference": f"layer {ref_layer.name}" if ref_layer else str(ref_path)}
         self.run_button.setEnabled(False)

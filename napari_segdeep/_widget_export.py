@@ -28,7 +28,7 @@ from segdeep.errors import SegdeepError
 from ._layers import labels_array, layer_classes
 from ._sample_data import cache_dir
 from ._scoring import iter_scores, reference_labels
-from ._widgets_common import LayerCombo
+from ._widgets_common import LayerCombo, is_prediction
 from ._workers import Job, Outcome, guarded
 from ._writer import layer_georef
 
@@ -44,7 +44,7 @@ class ExportWidget(QWidget):
         self.written: list[str] = []
         base = cache_dir() / "exports"
 
-        self.labels = LayerCombo(napari_viewer, "labels")
+        self.labels = LayerCombo(napari_viewer, "labels", prefer=is_prediction)
         self.raster = self._path_row(str(base / "labels.tif"), "Label GeoTIFF (*.tif)")
         self.vector = self._path_row(str(base / "labels.gpkg"), "Polygons (*.gpkg *.geojson *.shp)")
         self.simplify = QDoubleSpinBox()
@@ -56,7 +56,8 @@ class ExportWidget(QWidget):
         self.min_area.setDecimals(1)
         self.min_area.setSuffix(" m²")
         self.layer_per_class = QCheckBox("one layer per class")
-        self.reference = LayerCombo(napari_viewer, "labels", optional=True)
+        self.reference = LayerCombo(napari_viewer, "labels", optional=True, avoid=self.labels,
+                                    prefer=lambda lay: not is_prediction(lay))
         self.reference_file = QLineEdit()
         self.reference_file.setPlaceholderText("or a reference label file")
         self.report_dir = QLineEdit(str(base / "report"))

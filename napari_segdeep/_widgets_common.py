@@ -6,21 +6,56 @@ import html
 from pathlib import Path
 
 import napari
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox
 from segdeep.errors import SegdeepError
 
 
 class LayerCombo(QComboBox):
-    """A combo box of the viewer's layers of one kind ("image" or "labels"), kept up to date."""
+    """A combo box of the viewer's layers of one kind ("image" or "labels"), kept up to date.
 
-    def __init__(self, viewer: napari.viewer.Viewer, kind: str, *, optional: bool = False) -> None:
+    Until the user picks a layer, the choice follows the viewer: the active layer of that kind,
+    else ``prefer(layer)`` ones, else the newest. ``avoid`` is another combo whose layer this one
+    never takes by default (a reference is never its own labels); the user may still pick it, and
+    the widget refuses to run. Layers are compared by name: names are unique in a viewer, while
+    the viewer hands out a new proxy object per lookup.
+    """
+
+    #: The choice changed because the viewer changed (not the user); carries the new layer name.
+    followed = Signal(str)
+
+    def __init__(self, viewer: napari.viewer.Viewer, kind: str, *, optional: bool = False,
+                 avoid: LayerCombo | None = None, prefer=None) -> None:
         super().__init__()
         self.viewer, self.kind, self.optional = viewer, kind, optional
+        self.avoid, self.prefer = avoid, prefer
+        self.user_chose = False
         self._type = napari.layers.Image if kind == "image" else napari.layers.Labels
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.changed.connect(self.refresh)
+        # signals are blocked while refreshing, so this fires only for a choice made from outside
+        self.currentTextChanged.connect(self._chosen)
+        if avoid is not None:
+            avoid.currentTextChanged.connect(self.refresh)
+            avoid.followed.connect(self.refresh)
         self.refresh()
+
+    def _chosen(self, _text: str) -> None:
+        self.user_chose = True
+
+    def _default(self, names: list[str]) -> str | None:
+        avoided = self.avoid.currentText() if self.avoid is not None else None
+        candidates = [n for n in names if n != avoided]
+        if not candidates:
+            return None
+        active = self.viewer.layers.selection.active
+        active = active.name if isinstance(active, self._type) and active.name in candidates else None
+        if self.prefer is not None:
+            preferred = [n for n in candidates if self.prefer(self.viewer.layers[n])]
+            if preferred:
+                return active if active in preferred else preferred[-1]
+        return active or candidates[-1]
 
     def refresh(self, *_args) -> None:
         current = self.currentText()
@@ -30,16 +65,24 @@ class LayerCombo(QComboBox):
         if self.optional:
             self.addItem("(none)")
         self.addItems(names)
-        if current in names:
+        if self.user_chose and (current in names or (self.optional and current == "(none)")):
             self.setCurrentText(current)
-        elif names:
-            active = self.viewer.layers.selection.active
-            self.setCurrentText(active.name if isinstance(active, self._type) else names[-1])
+        else:
+            self.user_chose = False
+            choice = self._default(names)
+            if choice is not None:
+                self.setCurrentText(choice)
+            elif self.optional:
+                self.setCurrentText("(none)")
         self.blockSignals(False)
+        if self.currentText() != current:
+            self.followed.emit(self.currentText())
 
     def set_layer(self, name: str) -> None:
+        """Choose layer ``name`` as the user would (it stays chosen while the layer exists)."""
         self.refresh()
         self.setCurrentText(name)
+        self.user_chose = True
 
     def layer(self, required: bool = True):
         """The chosen layer; SegdeepError (or None when not ``required``) if there is none."""
@@ -49,6 +92,11 @@ class LayerCombo(QComboBox):
         if required:
             raise SegdeepError(f"no {self.kind} layer chosen; open or add one first")
         return None
+
+
+def is_prediction(layer) -> bool:
+    """True for a Labels layer that a segdeep model wrote (its metadata names the bundle)."""
+    return bool((layer.metadata or {}).get("bundle"))
 
 
 def read_bundle_card(path: str | Path):

@@ -169,8 +169,17 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
+def show_in_dock(widget, message: str) -> None:
+    """Put ``message`` in the dock's own status line (when it has one), so it is seen beside the
+    button that caused it, not only in a notification that fades."""
+    status = getattr(widget, "status", None)
+    if status is not None and hasattr(status, "setText"):
+        status.setText(message)
+
+
 def guarded(func: Callable) -> Callable:
-    """Wrap a button handler: an error becomes a one-line napari notification (no traceback)."""
+    """Wrap a button handler: an error becomes a one-line napari notification (no traceback) and
+    the dock's status line."""
     import functools
 
     @functools.wraps(func)
@@ -178,10 +187,13 @@ def guarded(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except SegdeepError as exc:
-            notify_error(str(exc))
+            message = str(exc).splitlines()[0] if str(exc) else "error"
         except Exception as exc:  # noqa: BLE001 - one line for the user, traceback in the log
             log.exception("segdeep widget action failed")
-            notify_error(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if args:
+            show_in_dock(args[0], f"error: {message}")
+        notify_error(message)
         return None
 
     return wrapper

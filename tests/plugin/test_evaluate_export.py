@@ -51,7 +51,7 @@ def test_evaluate_shows_scores_and_writes_report(two_layers, wait_job, tmp_path)
     assert w.table.horizontalHeaderItem(5).text() == "Ref. px"
     assert f"{support:,} pixels" in cell.toolTip() and len(cell.text()) <= 6
     assert not w.confusion.pixmap().isNull()
-    report = tmp_path / "reports" / "pred" / "report.json"
+    report = tmp_path / "reports" / "pred_vs_truth" / "report.json"
     data = json.loads(report.read_text())
     assert data["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"])
     assert (report.parent / "confusion.png").is_file() and (report.parent / "report.html").is_file()
@@ -130,3 +130,71 @@ def test_evaluate_against_a_vector_file(two_layers, wait_job, tmp_path):
     cm = ConfusionMatrix(6)
     cm.update(truth, pred)
     assert w.result["confusion_matrix"] == scores(cm)["confusion_matrix"]
+
+
+def add_prediction(viewer, labels_path, name="scene labels"):
+    """A Labels layer as Segment writes it (metadata names the bundle), with known mistakes."""
+    truth, _ = read_labels(labels_path)
+    pred = truth.copy()
+    pred[:10, :] = 2
+    meta = georef_metadata(open_raster(labels_path))
+    meta["bundle"] = "tiny.safetensors"
+    viewer.add_labels(pred, **labels_layer_kwargs(DUBAI_CLASSES, meta, name))
+    return pred
+
+
+@pytest.mark.parametrize("dock", ["Evaluate", "Export"])
+def test_reference_never_defaults_to_the_labels_themselves(make_napari_viewer, scene, dock):
+    """Opened before segmenting (only the truth exists) and after: the two fields never name one layer."""
+    _, labels_path = scene
+    viewer = make_napari_viewer()
+    truth, _ = read_labels(labels_path)
+    viewer.add_labels(truth, **labels_layer_kwargs(DUBAI_CLASSES, georef_metadata(open_raster(labels_path)),
+                                                   "truth"))
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", dock)
+    assert (w.labels.currentText(), w.reference.currentText()) == ("truth", "(none)")
+    add_prediction(viewer, labels_path)
+    assert (w.labels.currentText(), w.reference.currentText()) == ("scene labels", "truth")
+    _, w2 = viewer.window.add_plugin_dock_widget("napari-segdeep", dock, tabify=True)
+    assert (w2.labels.currentText(), w2.reference.currentText()) == ("scene labels", "truth")
+
+
+def test_evaluate_scores_the_prediction_against_the_truth_by_default(make_napari_viewer, scene, wait_job, tmp_path):
+    _, labels_path = scene
+    viewer = make_napari_viewer()
+    truth, _ = read_labels(labels_path)
+    viewer.add_labels(truth, **labels_layer_kwargs(DUBAI_CLASSES, georef_metadata(open_raster(labels_path)),
+                                                   "truth"))
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Evaluate")
+    pred = add_prediction(viewer, labels_path)
+    w.out_dir.setText(str(tmp_path / "reports"))
+    w.run_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    cm = ConfusionMatrix(6)
+    cm.update(truth, pred)
+    assert w.result["mean_iou"] == pytest.approx(scores(cm, DUBAI_CLASSES)["mean_iou"]) and w.result["mean_iou"] < 1
+    assert (tmp_path / "reports" / "scene_labels_vs_truth" / "report.json").is_file()
+
+
+def test_same_layer_is_refused_and_the_real_report_kept(two_layers, wait_job, tmp_path, monkeypatch):
+    from napari_segdeep import _workers
+
+    shown = []
+    monkeypatch.setattr(_workers, "notify_error", shown.append)
+    viewer, *_ = two_layers
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Evaluate")
+    w.out_dir.setText(str(tmp_path / "reports"))
+    w.labels.set_layer("pred")
+    w.reference.set_layer("truth")
+    w.run_button.click()
+    wait_job(w)
+    report = tmp_path / "reports" / "pred_vs_truth" / "report.json"
+    real = report.read_text()
+    w.reference.set_layer("pred")  # on purpose; the viewer hands out a new proxy per lookup
+    w.run_button.click()
+    assert len(shown) == 1 and "same layer" in shown[0] and "'pred'" in shown[0]
+    assert w.status.text() == f"error: {shown[0]}" and w.run_button.isEnabled()
+    assert report.read_text() == real
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["pred_vs_truth"]
+
