@@ -318,29 +318,32 @@ class SegmentWidget(QWidget):
             meta["window"] = [offset[0], offset[1], info.width, info.height]
         meta.pop("path", None)
         meta.update(source_image=layer_meta.get("path"), bundle=bundle)
-        name = f"{image_name} labels"
-        kwargs = labels_layer_kwargs(classes, meta, name, translate=(offset[1], offset[0]))
-        existing = self.viewer.layers[name] if name in self.viewer.layers else None
-        if isinstance(existing, napari.layers.Labels):
-            existing.data = labels
-            existing.metadata = kwargs["metadata"]
-            existing.translate = kwargs["translate"]
-            existing.colormap = kwargs["colormap"]
-            self.result_layer = existing
-        else:
-            self.result_layer = self.viewer.add_labels(labels, **kwargs)
+        meta["image_layer"] = image_name  # the link Refine and Train check
+        name = unique_name(self.viewer, f"{image_name} labels")
+        # always a new layer: an earlier result may hold the user's corrections and its own undo history
+        self.result_layer = self.viewer.add_labels(labels, **labels_layer_kwargs(classes, meta, name,
+                                                                                 translate=(offset[1], offset[0])))
         if result.probabilities is not None:
             import rasterio
 
             with rasterio.open(result.probabilities) as ds:
                 probs = ds.read()
-            pname = f"{image_name} probabilities"
-            if pname in self.viewer.layers:
-                self.viewer.layers.remove(pname)
+            pname = unique_name(self.viewer, f"{image_name} probabilities")
             self.viewer.add_image(probs, name=pname, colormap="magma", contrast_limits=(0, 255),
                                   translate=(offset[1], offset[0]), visible=False, axis_labels=("class", "y", "x"),
                                   metadata={"classes": [c.to_dict() for c in classes], **meta})
         self.viewer.layers.selection.active = self.result_layer
+
+
+def unique_name(viewer, base: str) -> str:
+    """``base``, or ``base (2)``, ``base (3)``, ... : the first name no layer of ``viewer`` has."""
+    names = {lay.name for lay in viewer.layers}
+    if base not in names:
+        return base
+    n = 2
+    while f"{base} ({n})" in names:
+        n += 1
+    return f"{base} ({n})"
 
 
 def _work_dir() -> Path:

@@ -129,3 +129,30 @@ def test_error_is_one_line_and_viewer_stays_usable(segment, scene, wait_job, tmp
     w.run_button.click()
     wait_job(w)
     assert w.last_outcome.state == "done" and "scene labels" in viewer.layers
+
+
+def test_second_run_keeps_the_edited_labels(segment, scene, wait_job):
+    """A second Segment writes a new layer; the corrections and their undo history stay in the first."""
+    viewer, w = segment
+    image, _ = scene
+    viewer.open(str(image), plugin="napari-segdeep")
+    w.image.set_layer("scene")
+    w.run_button.click()
+    wait_job(w)
+    first = viewer.layers["scene labels"]
+    assert first.metadata["image_layer"] == "scene"
+    before = np.array(first.data)
+    first.selected_label = 4
+    first.paint((10, 10), 4)  # a brush stroke, as the user makes it (one undo step)
+    first.paint_polygon([(40, 40), (40, 60), (60, 60), (60, 40)], 3)
+    edited = np.array(first.data)
+    assert (edited != before).sum() > 100
+    w.run_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    assert w.result_layer.name == "scene labels (2)" and w.result_layer.metadata["image_layer"] == "scene"
+    assert np.array_equal(viewer.layers["scene labels"].data, edited)
+    assert np.array_equal(w.result_layer.data, before)  # same model, same image: the same labels
+    first.undo()  # undo still means "undo my last correction" on the first layer
+    assert np.array_equal(first.data[40:61, 40:61], before[40:61, 40:61])
+    assert not np.array_equal(first.data, before)  # the brush stroke is still there
