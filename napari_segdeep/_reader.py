@@ -18,7 +18,8 @@ MULTISCALE_PIXELS = 8192 * 8192
 #: The coarsest level of a multiscale image is at most this many pixels on a side.
 SMALLEST_LEVEL = 1024
 #: File extensions tried (GDAL reads many more; these are the usual raster formats).
-EXTENSIONS = (".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".img", ".ecw", ".nc", ".hdf", ".h5")
+EXTENSIONS = (".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".img", ".ecw", ".nc", ".hdf", ".h5", ".jpg", ".jpeg",
+              ".png")
 
 
 def _is_rgb(ds) -> bool:
@@ -118,14 +119,58 @@ def _levels(path: str, width: int, height: int, count: int, dtype: str, rgb: boo
         factor *= 2
 
 
+def label_palette(path: str) -> list | None:
+    """The class palette of a label raster, or None for an image.
+
+    A label raster is one uint8 band with segdeep's class names (its ``classes`` tag) or a colour
+    table (GDAL palette; classes 0 .. largest value used, named "class <i>").
+    """
+    import rasterio
+    from segdeep.classes import NODATA_LABEL, ClassInfo
+    from segdeep.io import read_classes_tag
+
+    with rasterio.open(path) as ds:
+        if ds.count != 1 or ds.dtypes[0] != "uint8":
+            return None
+        tagged = read_classes_tag(path)
+        if tagged:
+            return tagged
+        try:
+            table = ds.colormap(1)
+        except ValueError:  # no colour table
+            return None
+        level = ds.overviews(1)[-1] if ds.overviews(1) else 1
+        sample = ds.read(1, out_shape=(max(1, ds.height // level), max(1, ds.width // level)))
+    used = sample[sample != NODATA_LABEL]
+    top = int(used.max()) if used.size else 0
+    return [ClassInfo(i, f"class {i}", tuple(int(v) for v in table.get(i, (128, 128, 128, 255))[:3]))
+            for i in range(top + 1)]
+
+
+def read_label_raster(path: str, classes: list) -> list[tuple]:
+    """A label raster as an editable Labels layer with its palette and georeference."""
+    from segdeep.io import open_raster, read_labels
+
+    from ._layers import georef_metadata, labels_layer_kwargs
+
+    info = open_raster(path, warn=False)
+    meta = georef_metadata(info, path=path)
+    labels, _valid = read_labels(path)
+    return [(labels, labels_layer_kwargs(classes, meta, Path(path).stem), "labels")]
+
+
 def read_raster(path: str | list[str]) -> list[tuple]:
-    """Read a raster as napari layer data: ``[(data, kwargs, "image")]``."""
+    """Read a raster as napari layer data: ``[(data, kwargs, "image")]``, or ``"labels"`` for a label
+    raster (see :func:`label_palette`)."""
     import rasterio
     from segdeep.io import open_raster
 
     from ._layers import georef_metadata
 
     path = str(path[0] if isinstance(path, list) else path)
+    classes = label_palette(path)
+    if classes:
+        return read_label_raster(path, classes)
     info = open_raster(path, warn=False)
     with rasterio.open(path) as ds:
         rgb = _is_rgb(ds)

@@ -119,3 +119,59 @@ def test_manifest_validates():
     out = subprocess.run([str(npe2), "validate", "napari-segdeep"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
+
+
+def test_saved_labels_reopen_as_labels_with_palette_and_georeference(scene, make_napari_viewer, tmp_path):
+    """Save a Labels layer with the plugin's writer, open the file: an editable Labels layer again."""
+    from segdeep.classes import DUBAI_CLASSES
+    from segdeep.io.raster import open_raster, read_labels
+
+    from napari_segdeep._layers import georef_metadata, labels_layer_kwargs
+
+    _, labels_path = scene
+    viewer = make_napari_viewer()
+    labels, _ = read_labels(labels_path)
+    labels[:5, :5] = 255  # nodata survives the round trip
+    info = open_raster(labels_path)
+    layer = viewer.add_labels(labels, **labels_layer_kwargs(DUBAI_CLASSES, georef_metadata(info), "edited"))
+    out = tmp_path / "edited.tif"
+    layer.save(str(out), plugin="napari-segdeep")
+    back = viewer.open(str(out), plugin="napari-segdeep")[0]
+    assert type(back).__name__ == "Labels" and back.data.dtype == np.uint8
+    assert np.array_equal(back.data, labels)
+    assert back.metadata["crs"] == info.crs.to_wkt() and back.metadata["transform"] == list(info.transform)[:6]
+    assert [c["name"] for c in back.metadata["classes"]] == [c.name for c in DUBAI_CLASSES]
+    assert tuple(np.round(back.colormap.map(2)[:3] * 255)) == DUBAI_CLASSES[2].color
+    assert back.colormap.map(255)[3] == 0  # nodata transparent
+    back.paint((50, 50), 1)  # editable
+    assert back.data[50, 50] == 1
+
+
+def test_colour_table_rasters_open_as_labels_plain_uint8_as_image(make_geotiff, make_napari_viewer):
+    """A GDAL palette raster (no segdeep tag) is labels with its colours; a grey uint8 band is an image."""
+    values = np.zeros((40, 40), np.uint8)
+    values[10:20] = 1
+    values[30:] = 3
+    path = make_geotiff("palette.tif", values)
+    with rasterio.open(path, "r+") as ds:
+        ds.write_colormap(1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 3: (0, 0, 255, 255)})
+    grey = make_geotiff("grey.tif", values * 60)
+    viewer = make_napari_viewer()
+    lab = viewer.open(str(path), plugin="napari-segdeep")[0]
+    assert type(lab).__name__ == "Labels" and np.array_equal(lab.data, values)
+    assert [c["name"] for c in lab.metadata["classes"]] == ["class 0", "class 1", "class 2", "class 3"]
+    assert tuple(np.round(lab.colormap.map(1)[:3] * 255)) == (255, 0, 0)
+    assert type(viewer.open(str(grey), plugin="napari-segdeep")[0]).__name__ == "Image"
+
+
+def test_plain_png_and_jpeg_open_as_images(tmp_path, arrays, make_napari_viewer):
+    image, _ = arrays(size=64)
+    viewer = make_napari_viewer()
+    for name, driver in (("photo.png", "PNG"), ("photo.jpg", "JPEG")):
+        with rasterio.open(tmp_path / name, "w", driver=driver, width=64, height=64, count=3, dtype="uint8") as ds:
+            ds.write(image)
+        assert napari_get_reader(str(tmp_path / name)) is not None
+        layer = viewer.open(str(tmp_path / name), plugin="napari-segdeep")[0]
+        assert layer.rgb and layer.data.shape == (64, 64, 3)
+        assert layer.metadata["georeferenced"] is False
+    assert np.array_equal(viewer.layers["photo"].data, np.moveaxis(image, 0, -1))  # the PNG: lossless
