@@ -9,6 +9,11 @@ so a setting means the same thing everywhere:
 - threads: torch's thread count is per thread. :func:`resolve_workers` splits the usable cores
   between tile workers; :func:`all_cores` gives one step (the CRF) every core for its duration.
 - counts (batch size, workers): a whole number >= 1 or ``auto``.
+- waiting: :func:`passive_wait_policy` makes torch's OpenMP threads sleep instead of spinning while
+  they wait for each other (``OMP_WAIT_POLICY=PASSIVE``). With another program holding a core, the
+  spinning threads of torch's default made the dense CRF 2.7x slower (benchmarks/busy_cpu.py).
+  ``segdeep`` (the command), the napari plugin and ``local:N`` Dask workers set it; in a script, call
+  it before the first ``import torch`` (or export ``OMP_WAIT_POLICY=PASSIVE`` in the shell).
 
 torch is imported inside the functions that need it, so the torch-free parts of segdeep (the CLI's
 ``--help``, evaluation, vectorizing) can use this module without loading it.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import sys
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
@@ -34,6 +40,7 @@ __all__ = [
     "drain",
     "available_cores",
     "parse_count",
+    "passive_wait_policy",
     "peak_rss_mb",
     "resolve_batch_size",
     "resolve_device",
@@ -44,6 +51,19 @@ __all__ = [
 
 #: Precision names accepted everywhere.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def passive_wait_policy() -> bool:
+    """Ask torch's OpenMP runtime to let waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless
+    the user chose a policy. The runtime reads it once, when torch is first imported: True when the
+    policy is in place for this process (set now, or chosen by the user), False when torch was
+    already imported without it (then it takes effect only in new processes)."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return True
+    if "torch" in sys.modules:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from segdeep.errors import SegdeepError
+from segdeep.runtime import passive_wait_policy
 
 log = logging.getLogger("napari_segdeep")
 
@@ -80,7 +81,10 @@ def load_triton_isolated() -> None:
 
 def load_engine() -> None:
     """Import segdeep's model code (torch, torchvision, all architectures) in the GUI thread, with
-    triton isolated (see :func:`load_triton_isolated`). Cheap after the first call."""
+    triton isolated (see :func:`load_triton_isolated`), and torch's OpenMP threads sleeping rather than
+    spinning while they wait (napari and the user's other programs share the cores; see
+    :func:`segdeep.runtime.passive_wait_policy`). Cheap after the first call."""
+    passive_wait_policy()
     load_triton_isolated()
     from segdeep.models import list_models
 

@@ -18,6 +18,7 @@ import sys
 import traceback
 
 from ..errors import SegdeepError
+from ..runtime import passive_wait_policy
 
 __all__ = ["build_parser", "main"]
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    passive_wait_policy()  # before any sub-command imports torch (segdeep.runtime says why)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -48,7 +48,9 @@ def connect(scheduler) -> Iterator:
         # pass here; benchmarks/README.md). Workers keep glibc's adaptive default instead. The
         # workers' statistical profiler (a stack sample every 10 ms, for the dashboard's Profile
         # page) is off: it cost ~5 % of the CPU a block task uses (benchmarks/README.md).
+        # OpenMP threads sleep while they wait (segdeep.runtime.passive_wait_policy).
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                              "distributed.nanny.pre-spawn-environ.OMP_WAIT_POLICY": "PASSIVE",
                               "distributed.worker.profile.enabled": False}):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                host="127.0.0.1", dashboard_address=":0", silence_logs=40)

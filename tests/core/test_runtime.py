@@ -78,3 +78,32 @@ def test_prediction_and_training_refuse_the_same_settings(setting, message):
                          epochs=1, steps_per_epoch=1, **setting)
     with pytest.raises(SegdeepError, match=message):
         train_arrays([image], [np.zeros((64, 64), dtype=np.uint8)], config=config)
+
+
+def _in_fresh_python(code: str, **env) -> str:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_passive_wait_policy_is_set_before_torch_loads_and_respects_the_user():
+    """Spinning OpenMP threads made the CRF 2.7x slower with another program on a core
+    (benchmarks/busy_cpu.py); the policy only works when set before torch is imported."""
+    probe = ("import os; from segdeep import runtime; ok = runtime.passive_wait_policy(); import torch; "
+             "print(ok, os.environ.get('OMP_WAIT_POLICY'))")
+    assert _in_fresh_python(probe) == "True PASSIVE"
+    assert _in_fresh_python(probe, OMP_WAIT_POLICY="ACTIVE") == "True ACTIVE"  # the user's choice stands
+    late = ("import os, torch; from segdeep import runtime; "
+            "print(runtime.passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'))")
+    assert _in_fresh_python(late) == "False None"  # too late for this process: said, not pretended
+
+
+def test_the_command_sets_the_policy_first():
+    out = _in_fresh_python("import os, sys; from segdeep.cli import main; main([]); "
+                           "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    assert out.splitlines()[-1] == "PASSIVE False"
