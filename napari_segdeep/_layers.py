@@ -184,3 +184,57 @@ def visible_window(viewer, layer) -> tuple[int, int, int, int]:
         raise SegdeepError(f"layer {layer.name!r} is not on the canvas; pan or zoom to it, or untick "
                            "'only the visible region'")
     return c0, r0, c1 - c0, r1 - r0
+
+
+def linked_image(labels_layer) -> str | None:
+    """Name of the image layer a Labels layer was made from (``image_layer`` in its metadata)."""
+    if labels_layer is None:
+        return None
+    return (getattr(labels_layer, "metadata", None) or {}).get("image_layer")
+
+
+def _own_transform(layer) -> Affine | None:
+    """The transform of a layer's own pixel grid (None when it has no georeference)."""
+    meta = layer.metadata or {}
+    if not meta.get("georeferenced", meta.get("crs") is not None) or not meta.get("transform"):
+        return None
+    transform = Affine(*meta["transform"][:6])
+    if "window" not in meta:  # the source raster's transform; the layer is placed by translate
+        row, col = layer_offset(layer)
+        transform = transform * Affine.translation(col, row)
+    return transform
+
+
+def check_pair(image_layer, labels_layer, open_layers=()) -> tuple[int, int]:
+    """Refuse labels that do not belong to ``image_layer``; returns their (row, col) offset in it.
+
+    Refused, with one line naming both layers: labels made from another image layer that is still
+    open (``open_layers``: the names of the viewer's layers), labels not inside the image, georeferenced labels on an image without georeference (or
+    the other way), another CRS, or another grid (pixel size or position).
+    """
+    lname, iname = labels_layer.name, image_layer.name
+    row, col = layer_offset(labels_layer)
+    h, w = np.asarray(labels_layer.data).shape[-2:]
+    ih, iw = image_size(image_layer)
+    if row < 0 or col < 0 or row + h > ih or col + w > iw:
+        raise SegdeepError(f"labels {lname!r} ({w} x {h} px at col {col}, row {row}) are not inside "
+                           f"image {iname!r} ({iw} x {ih} px)")
+    lt, it = _own_transform(labels_layer), _own_transform(image_layer)
+    if (lt is None) != (it is None):
+        which = (lname, iname) if lt is not None else (iname, lname)
+        raise SegdeepError(f"{which[0]!r} has a georeference and {which[1]!r} has none: they are not the same "
+                           "place; choose the image these labels were made from")
+    if lt is not None:
+        lcrs, icrs = crs_transform(labels_layer.metadata)[0], crs_transform(image_layer.metadata)[0]
+        if lcrs != icrs:
+            raise SegdeepError(f"labels {lname!r} are in {lcrs.to_string() if lcrs else 'no CRS'}, image {iname!r} "
+                               f"in {icrs.to_string() if icrs else 'no CRS'}; reproject one of them first")
+        expected = it * Affine.translation(col, row)
+        if not lt.almost_equals(expected, precision=1e-6 * max(abs(it.a), abs(it.e), 1e-12)):
+            raise SegdeepError(f"labels {lname!r} (origin {lt.c:.2f}, {lt.f:.2f}; pixel {lt.a:g} x {-lt.e:g}) are "
+                               f"not on the grid of image {iname!r} (origin {expected.c:.2f}, {expected.f:.2f}; "
+                               f"pixel {it.a:g} x {-it.e:g})")
+    linked = linked_image(labels_layer)
+    if linked and linked != iname and linked in set(open_layers):
+        raise SegdeepError(f"labels {lname!r} were made from image {linked!r}, not {iname!r}; choose {linked!r}")
+    return row, col

@@ -26,15 +26,17 @@ from qtpy.QtWidgets import (
 from segdeep.errors import SegdeepError
 
 from ._layers import (
+    check_pair,
     image_region,
     image_size,
     labels_array,
     layer_classes,
     layer_offset,
+    linked_image,
     source_file,
     visible_window,
 )
-from ._widgets_common import LayerCombo
+from ._widgets_common import LayerCombo, follow_labels
 from ._workers import Job, Outcome, guarded
 
 REGION_LAYER = "segdeep region"
@@ -79,7 +81,9 @@ class RefineWidget(QWidget):
         self.palette_buttons: dict[int, QPushButton] = {}
 
         self.labels = LayerCombo(napari_viewer, "labels")
-        self.image = LayerCombo(napari_viewer, "image")
+        self.image = LayerCombo(napari_viewer, "image",
+                                prefer=lambda lay: lay.name == linked_image(self.labels.layer(required=False)))
+        follow_labels(self.image, self.labels)
         self.palette_box = QGroupBox("Paint with class")
         self.palette_grid = QGridLayout(self.palette_box)
 
@@ -236,12 +240,8 @@ class RefineWidget(QWidget):
         image = colour_limits = image_valid = None
         if use_crf:
             image_layer = self.image.layer()
-            row, col = layer_offset(layer)
+            row, col = check_pair(image_layer, layer, [lay.name for lay in self.viewer.layers])
             h, w = labels.shape
-            ih, iw = image_size(image_layer)
-            if row < 0 or col < 0 or row + h > ih or col + w > iw:
-                raise SegdeepError(f"labels {layer.name!r} ({w} x {h} px at col {col}, row {row}) are not inside "
-                                   f"image {image_layer.name!r} ({iw} x {ih} px)")
             image = image_region(image_layer, col, row, w, h)
             colour_limits, image_valid = colour_stretch(image_layer, image)
         window = self.window(layer)

@@ -26,9 +26,9 @@ from qtpy.QtWidgets import (
 )
 from segdeep.errors import SegdeepError
 
-from ._layers import image_region, image_size, labels_array, layer_offset
+from ._layers import check_pair, image_region, labels_array, linked_image
 from ._sample_data import cache_dir, default_bundle
-from ._widgets_common import LayerCombo, read_bundle_card
+from ._widgets_common import LayerCombo, follow_labels, read_bundle_card
 from ._workers import Job, Outcome, guarded, notify_info
 
 
@@ -41,9 +41,12 @@ class TrainWidget(QWidget):
         self.job: Job | None = None
         self.last_outcome: Outcome | None = None
         self.new_bundle: Path | None = None
+        self.trained_image: str | None = None  # the image layer of the last run from layers
 
-        self.image = LayerCombo(napari_viewer, "image")
         self.labels = LayerCombo(napari_viewer, "labels")
+        self.image = LayerCombo(napari_viewer, "image",
+                                prefer=lambda lay: lay.name == linked_image(self.labels.layer(required=False)))
+        follow_labels(self.image, self.labels)
         self.image_file = QLineEdit()
         self.image_file.setPlaceholderText("or an image file (GeoTIFF, ...)")
         self.labels_file = QLineEdit()
@@ -124,12 +127,9 @@ class TrainWidget(QWidget):
             return
         layer = self.labels.layer()
         labels = labels_array(layer.data)
-        row, col = layer_offset(layer)
         h, w = labels.shape
         image_layer = self.image.layer()
-        ih, iw = image_size(image_layer)
-        if row < 0 or col < 0 or row + h > ih or col + w > iw:
-            raise SegdeepError(f"labels {layer.name!r} are not inside image {image_layer.name!r} ({iw} x {ih} px)")
+        row, col = check_pair(image_layer, layer, [lay.name for lay in self.viewer.layers])
         image = image_region(image_layer, col, row, w, h)
         if image.shape[0] < max(card.bands):
             raise SegdeepError(f"image {image_layer.name!r} has {image.shape[0]} band(s); the model needs bands {card.bands}")
@@ -137,6 +137,7 @@ class TrainWidget(QWidget):
         tile = min(self.tile_size.value(), (min(h, w) // 32) * 32)
         if tile < 32:
             raise SegdeepError(f"labels {layer.name!r} are {w} x {h} px; training needs at least 32 x 32 px")
+        self.trained_image = image_layer.name
         self._start(lambda config, out: iter_train_arrays([image], [labels], classes=card.classes, config=config,
                                                           init=init, out=out),
                     self._config(tile, card), layer.name)
@@ -146,6 +147,7 @@ class TrainWidget(QWidget):
         from segdeep.io import open_raster
         from segdeep.training import iter_train, open_sources
 
+        self.trained_image = None
         if not (image_file and labels_file):
             raise SegdeepError("training from files needs both an image file and a labels file")
         sources = open_sources([image_file], [labels_file], card.classes, bands=list(card.bands))
@@ -211,5 +213,7 @@ class TrainWidget(QWidget):
         self.new_bundle = Path(outcome.value.path or out)
         _, segment = self.viewer.window.add_plugin_dock_widget("napari-segdeep", "Segment")
         segment.set_bundle(self.new_bundle)
+        if self.trained_image in self.viewer.layers:  # segment the image it was trained on, not another
+            segment.image.set_layer(self.trained_image)
         self.status.setText(f"saved {self.new_bundle}; the Segment widget now uses it")
         notify_info(f"fine-tuned model saved: {self.new_bundle}")

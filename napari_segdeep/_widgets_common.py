@@ -94,6 +94,12 @@ class LayerCombo(QComboBox):
         return None
 
 
+def follow_labels(image: LayerCombo, labels: LayerCombo) -> None:
+    """Let an image chooser re-pick (its ``prefer``: the labels' own image) when the labels change."""
+    labels.currentTextChanged.connect(image.refresh)
+    labels.followed.connect(image.refresh)
+
+
 def is_prediction(layer) -> bool:
     """True for a Labels layer that a segdeep model wrote (its metadata names the bundle)."""
     return bool((layer.metadata or {}).get("bundle"))

@@ -75,3 +75,48 @@ def test_refine_error_leaves_layer_unchanged(refine, monkeypatch):
     w.apply_button.click()
     assert len(shown) == 1 and "not inside" in shown[0]
     assert np.array_equal(layer.data, noisy) and w.apply_button.isEnabled()
+
+
+def test_labels_stay_with_their_image(make_napari_viewer, scene, make_geotiff, arrays, monkeypatch):
+    """Refine and Train pick the labels' own image, and refuse an image of another size, place or grid."""
+    from affine import Affine
+    from segdeep.io.raster import open_raster, read_labels
+
+    from napari_segdeep import _workers
+    from napari_segdeep._layers import georef_metadata
+
+    shown = []
+    monkeypatch.setattr(_workers, "notify_error", shown.append)
+    image_path, labels_path = scene
+    viewer = make_napari_viewer()
+    viewer.open(str(image_path), plugin="napari-segdeep")  # "scene"
+    rgb, _ = arrays(96)
+    viewer.add_image(np.moveaxis(rgb, 0, -1), name="memory", rgb=True)  # no georeference
+    shifted = make_geotiff("shifted.tif", rgb, transform=Affine(0.5, 0, 300010, 0, -0.5, 2700000))
+    viewer.open(str(shifted), plugin="napari-segdeep")
+    viewer.open(str(image_path), plugin="napari-segdeep", name="scene copy")  # same grid, another layer
+    big, _ = arrays(128)
+    viewer.add_image(np.moveaxis(big, 0, -1), name="small labels' big image", rgb=True)
+    labels, _ = read_labels(labels_path)
+    meta = georef_metadata(open_raster(labels_path))
+    meta["image_layer"] = "scene"
+    viewer.add_labels(labels, **labels_layer_kwargs(DUBAI_CLASSES, meta, "scene labels"))
+    for dock in ("Refine", "Train"):
+        _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", dock, tabify=True)
+        assert (w.labels.currentText(), w.image.currentText()) == ("scene labels", "scene"), dock
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Refine")
+    for other, words in (("memory", "has a georeference and 'memory' has none"),
+                         ("shifted", "not on the grid of image 'shifted'"),
+                         ("scene copy", "were made from image 'scene', not 'scene copy'")):
+        w.image.set_layer(other)
+        before = len(shown)
+        w.apply_button.click()
+        assert len(shown) == before + 1 and words in shown[-1], shown[-1]
+        assert w.job is None and w.status.text().startswith("error:")
+    viewer.layers["scene labels"].metadata = {**meta, "image_layer": None}
+    w.image.set_layer("small labels' big image")
+    w.labels.set_layer("scene labels")
+    viewer.layers["scene labels"].metadata = {}
+    viewer.layers["scene labels"].translate = (40, 40)
+    w.apply_button.click()
+    assert "are not inside image" in shown[-1] and "col 40, row 40" in shown[-1]

@@ -31,6 +31,7 @@ def train(make_napari_viewer, arrays, tiny_bundle, tmp_path):
 
 def test_finetune_then_segment_uses_new_bundle(train, tiny_bundle, tmp_path, wait_job):
     viewer, w = train
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="another image")  # newest, but not the one trained on
     w.epochs.setValue(1)
     w.run_button.click()
     wait_job(w, timeout=120_000)
@@ -47,6 +48,7 @@ def test_finetune_then_segment_uses_new_bundle(train, tiny_bundle, tmp_path, wai
     assert changed  # the weights were trained
     _, segment = viewer.window.add_plugin_dock_widget("napari-segdeep", "Segment")
     assert segment.bundle.text() == str(out) and segment.card.name == "tuned"
+    assert segment.image.currentText() == "image"
 
 
 def test_train_cancel_and_bad_input(train, wait_job, monkeypatch, qtbot):
@@ -81,6 +83,7 @@ def test_finetune_from_files(train, tiny_bundle, tmp_path, wait_job):
     labels_path = write_labels(tmp_path / "lab.tif", truth, crs=CRS, transform=TRANSFORM, classes=DUBAI_CLASSES)
     w.image_file.setText(str(image_path))
     w.labels_file.setText(str(labels_path))
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="another image")  # newest, but not the one trained on
     w.epochs.setValue(1)
     w.run_button.click()
     wait_job(w, timeout=120_000)
