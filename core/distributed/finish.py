@@ -21,6 +21,7 @@ from ..evaluate.metrics import ConfusionMatrix, scores
 from ..evaluate.report import write_report
 from ..export.preview import write_preview
 from ..io.atomic import write_json_atomic
+from ..io.label_style import write_label_sidecars
 from ..io.raster import tag_classes, to_cog
 from ..predict.events import Finishing
 from ..predict.finish import card_dict
@@ -64,7 +65,10 @@ def assemble(out: Path, parts_dir: Path, kind: str, blocks, area: Rect, *, crs, 
             for i, c in enumerate(classes):
                 ds.set_band_description(i + 1, c.name)
             ds.update_tags(classes=json.dumps([c.to_dict() for c in classes]), scale="1/255")
-    return to_cog(vrt, out / f"{kind}.tif")
+    final = to_cog(vrt, out / f"{kind}.tif")
+    if kind == "labels":
+        write_label_sidecars(final, classes)  # class names for QGIS (.qml) and GDAL (.aux.xml)
+    return final
 
 
 def finish_outputs(result, client, info, card, classes, blocks, area, parts_dir, done, timings, *, truth, probabilities,

@@ -27,12 +27,15 @@ from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
 from ..io.raster import open_raster, read_classes_tag
 from .gpkg_style import write_layer_styles
+from .measure import has_metric_measures, metric_measures
 from .polygonize import BorderMerger, _iter_batches, iter_polygons, polygonize_block
 
 __all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerger", "format_from_path", "FORMATS"]
 
 FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "shp": ("ESRI Shapefile", ".shp")}
 _EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson", ".shp": "shp"}
+#: GeoPackage versions GDAL writes; 1.2 is the default (GDAL < 3.7 warns on opening 1.4 files).
+GPKG_VERSIONS = ("1.2", "1.3", "1.4")
 #: Features buffered per layer before a write to disk.
 _FLUSH_FEATURES = 5_000
 
@@ -85,8 +88,9 @@ class _Sink:
     """Buffered writer of polygon layers through pyogrio, into a temporary folder."""
 
     def __init__(self, out_path: Path, fmt: str, tmpdir: Path, crs_wkt: str | None, fields: list[str],
-                 per_class: bool) -> None:
+                 per_class: bool, gpkg_version: str = "1.2") -> None:
         self.driver, self.suffix = FORMATS[fmt]
+        self.gpkg_version = gpkg_version
         self.fmt, self.out_path, self.tmpdir, self.crs_wkt = fmt, out_path, tmpdir, crs_wkt
         self.fields, self.per_class = fields, per_class
         self.buffers: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
@@ -120,8 +124,10 @@ class _Sink:
         with warnings.catch_warnings(), _no_sqlite_sync():
             warnings.simplefilter("ignore", RuntimeWarning)  # GDAL notes (field name laundering)
             warnings.simplefilter("ignore", UserWarning)  # "no crs" for rasters without georeference
+            options = {"VERSION": self.gpkg_version} if self.fmt == "gpkg" and not target.exists() else None
             pyogrio.raw.write(target, wkb, cols, self.fields, layer=layer, driver=self.driver,
-                              geometry_type="Polygon", crs=self.crs_wkt, append=layer in self.counts)
+                              geometry_type="Polygon", crs=self.crs_wkt, append=layer in self.counts,
+                              dataset_options=options)
         self.counts[layer] = self.counts.get(layer, 0) + len(wkb)
         self.buffers[layer] = []
 
@@ -147,32 +153,6 @@ def _resolve_exclude(exclude: Sequence[int | str], classes: list[ClassInfo]) -> 
     return out
 
 
-def _area_m2(geoms: np.ndarray, area: np.ndarray, crs, bounds) -> np.ndarray | None:
-    """Area in square metres: scaled for projected CRSs; for geographic ones, computed in a Lambert
-    azimuthal equal-area projection centred on the raster (error well below 0.1% for a scene)."""
-    if crs is None:
-        return None
-    if crs.is_projected:
-        try:
-            factor = float(crs.linear_units_factor[1])
-        except Exception:  # noqa: BLE001 - a CRS without linear units
-            return None
-        return area * factor * factor
-    if crs.is_geographic:
-        from rasterio.crs import CRS
-        from rasterio.warp import transform as warp
-
-        lon, lat = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
-        laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
-
-        def project(xy: np.ndarray) -> np.ndarray:
-            x, y = warp(crs, laea, xy[:, 0], xy[:, 1])
-            return np.column_stack([x, y])
-
-        return shapely.area(shapely.transform(geoms, project)) if len(geoms) else np.zeros(0)
-    return None
-
-
 class _Attributes:
     """Pixel-coordinate polygons -> ``(class values, WKB, attribute columns, number dropped)``: CRS
     coordinates, simplification, areas, minimum-area filter, orientation, perimeter, names. Picklable
@@ -180,9 +160,9 @@ class _Attributes:
     interiors and the calling thread to merged border regions: the same steps whoever runs them, so
     the same output for any ``workers``."""
 
-    def __init__(self, transform: Affine, simplify: float, min_area: float, crs, bounds,
+    def __init__(self, transform: Affine, simplify: float, min_area: float, crs,
                  names: dict[int, str]) -> None:
-        self.transform, self.simplify, self.min_area, self.crs, self.bounds = transform, simplify, min_area, crs, bounds
+        self.transform, self.simplify, self.min_area, self.crs = transform, simplify, min_area, crs
         self.names = np.array([names.get(v, f"class {v}") for v in range(256)], dtype=object)  # by value
         self.pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
 
@@ -200,14 +180,18 @@ class _Attributes:
         else:
             area = shapely.area(px) * self.pixel_area  # exact: integer pixel counts
         geoms = shapely.orient_polygons(geoms)  # exterior counter-clockwise, holes clockwise
-        area_m2 = _area_m2(geoms, area, self.crs, self.bounds)
+        metric = metric_measures(geoms, self.crs, area)
+        area_m2 = metric[0] if metric is not None else None
         keep = ((area_m2 if area_m2 is not None else area) >= self.min_area) & ~shapely.is_empty(geoms)
         dropped = int((~keep).sum())
         cls, geoms, area = cls[keep], geoms[keep], area[keep]
-        area_m2 = area_m2[keep] if area_m2 is not None else None
         perimeter = shapely.length(geoms)
         names = self.names[cls]
-        columns = [cls.astype(np.int32), names, area] + ([area_m2] if area_m2 is not None else []) + [perimeter]
+        columns = [cls.astype(np.int32), names, area]
+        if metric is not None:  # area_m2, perimeter, perimeter_m
+            columns += [area_m2[keep], perimeter, metric[1][keep]]
+        else:
+            columns += [perimeter]
         return cls, shapely.to_wkb(geoms), columns, dropped
 
 
@@ -253,6 +237,7 @@ def vectorize_raster(
     workers: int | str = "auto",
     map_blocks: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    gpkg_version: str = "1.2",
 ) -> dict:
     """Turn a label raster into polygons with class attributes, streaming block by block.
 
@@ -264,7 +249,7 @@ def vectorize_raster(
         simplify: topology-preserving simplification tolerance in CRS units (metres for metric
             CRSs); 0 keeps the exact pixel outlines.
         min_area: drop polygons smaller than this, in m^2 when the area in metres is known (projected
-            or geographic CRS), else in CRS units^2 (pixels^2 without georeference).
+            or geographic CRS, geodesic for the latter), else in CRS units^2 (pixels^2 without georeference).
         classes: palette for names and colours; default the one stored in the label raster, else Dubai's.
         exclude: class names or indices that get no polygons (nodata never does).
         block_size: pixels per block side; memory grows with its square, the result does not change.
@@ -272,10 +257,14 @@ def vectorize_raster(
             run outside Python's GIL, so they use several cores); ``"auto"`` (default) = one per
             usable CPU core, 1 = all in the calling thread. The result is the same for any value.
         progress: called as ``progress(blocks_done, blocks_total)``.
+        gpkg_version: GeoPackage version written, ``"1.2"`` (default), ``"1.3"`` or ``"1.4"``.
 
     Every polygon has ``class_index`` (``class_idx`` in a Shapefile), ``class_name``, ``area`` (CRS
-    units^2), ``area_m2`` (when the CRS gives metres; equal-area projected for a geographic CRS) and ``perimeter``
-    (CRS units). Geometries are valid, holes are kept, the CRS is the raster's. The GeoPackage also
+    units^2) and ``perimeter`` (CRS units); with a projected or geographic CRS also ``area_m2`` and
+    ``perimeter_m`` (``perim_m`` in a Shapefile) in metres, geodesic on the ellipsoid for a
+    geographic CRS (:mod:`segdeep.export.measure`). A GeoPackage is version 1.2 (what GDAL before 3.7
+    and QGIS 3.22-3.28 open without a warning) unless ``gpkg_version`` says otherwise. Geometries
+    are valid, holes are kept, the CRS is the raster's. The GeoPackage also
     gets a QGIS style per layer (``layer_styles``). Files appear under their final names only when
     complete. Returns a summary dict (files, layers, polygon counts and areas per class, seconds).
     """
@@ -287,6 +276,9 @@ def vectorize_raster(
     fmt = (format or format_from_path(out_path)).lower()
     if fmt not in FORMATS:
         raise SegdeepError(f"format {format!r} is not supported; use gpkg, geojson or shp")
+    if fmt == "gpkg" and gpkg_version not in GPKG_VERSIONS:
+        raise SegdeepError(f"{out_path}: GeoPackage version {gpkg_version!r} is not supported; use one of "
+                           f"{', '.join(GPKG_VERSIONS)}")
     if simplify < 0 or min_area < 0:
         raise SegdeepError(f"simplify ({simplify}) and min_area ({min_area}) must be >= 0")
     if not out_path.parent.is_dir():
@@ -295,10 +287,9 @@ def vectorize_raster(
     by_index = {c.index: c for c in classes}
     excluded = _resolve_exclude(exclude, classes)
     crs, transform = info.crs, info.transform
-    probe_m2 = _area_m2(np.empty(0, dtype=object), np.zeros(0), crs, info.bounds)
+    metric = has_metric_measures(crs)
     fields = ["class_idx" if fmt == "shp" else "class_index", "class_name", "area"]
-    fields += ["area_m2"] if probe_m2 is not None else []
-    fields += ["perimeter"]
+    fields += ["area_m2", "perimeter", "perim_m" if fmt == "shp" else "perimeter_m"] if metric else ["perimeter"]
     single_layer = _safe_name(out_path.stem)
 
     def class_of(v: int) -> ClassInfo:
@@ -312,15 +303,15 @@ def vectorize_raster(
     stats: dict = {}
     per_class: dict[int, dict] = {}
     dropped = 0
-    finish = _Attributes(transform, simplify, min_area, crs, info.bounds,
+    finish = _Attributes(transform, simplify, min_area, crs,
                          {c.index: c.name for c in classes})
     try:
-        sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class)
+        sink = _Sink(out_path, fmt, tmpdir, crs.to_wkt() if crs else None, fields, layer_per_class, gpkg_version)
         for batch in _iter_batches(labels_path, block_size=block_size, exclude=excluded, workers=workers,
                                    progress=progress, stats=stats, map_blocks=map_blocks, finish=finish):
             cls, wkb, columns, n_dropped = batch
             dropped += n_dropped
-            area, area_m2 = columns[2], (columns[3] if len(columns) == 5 else None)
+            area, area_m2 = columns[2], (columns[3] if metric else None)
             for v in np.unique(cls).tolist():
                 sel = cls == v
                 stat = per_class.setdefault(v, {"polygons": 0, "area": 0.0})

@@ -6,6 +6,7 @@ references onto a raster's grid. Every stage above reads and writes through here
 
 from .atomic import temp_path, write_json_atomic
 from .label_sources import LabelSource, open_labels
+from .label_style import label_aux_xml, label_qml, write_label_sidecars
 from .raster import (
     GTIFF_BLOCK,
     LabelWriter,
@@ -25,7 +26,7 @@ from .rasterize import VECTOR_SUFFIXES, VectorReference, is_vector_path, rasteri
 
 __all__ = [
     "GTIFF_BLOCK", "LabelSource", "LabelWriter", "RasterInfo", "VECTOR_SUFFIXES", "VectorReference",
-    "check_bands", "is_vector_path", "label_profile", "open_dataset", "open_labels",
+    "check_bands", "is_vector_path", "label_aux_xml", "label_profile", "label_qml", "open_dataset", "open_labels",
     "open_raster", "rasterize_reference", "read_classes_tag", "read_labels", "read_window", "tag_classes",
-    "temp_path", "to_cog", "write_json_atomic", "write_labels",
+    "temp_path", "to_cog", "write_json_atomic", "write_label_sidecars", "write_labels",
 ]

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from ..classes import NODATA_LABEL, ClassInfo, classes_from_list, colormap
 from ..errors import SegdeepError
 from .atomic import temp_path
+from .label_style import write_label_sidecars
 
 #: Internal tile size of the GeoTIFFs segdeep writes, in pixels.
 GTIFF_BLOCK = 256
@@ -225,8 +226,9 @@ class LabelWriter:
     """Write a label raster block by block; the final file appears only when complete.
 
     Use as a context manager. Blocks go to a temporary GeoTIFF in the same folder; on normal exit it
-    becomes a COG (``cog=True``) or is renamed as is, under ``path``. On an exception the temporary
-    file is removed and ``path`` is untouched.
+    becomes a COG (``cog=True``) or is renamed as is, under ``path``, and gets its class names beside
+    it (:func:`segdeep.io.label_style.write_label_sidecars`: ``.qml`` for QGIS, ``.aux.xml`` for
+    GDAL). On an exception the temporary file is removed and ``path`` is untouched.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, *, crs, transform: Affine,
@@ -269,6 +271,7 @@ class LabelWriter:
             self.tmp.unlink()
         else:
             os.replace(self.tmp, self.path)
+        write_label_sidecars(self.path, self.classes)  # class names for QGIS (.qml) and GDAL (.aux.xml)
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> None:

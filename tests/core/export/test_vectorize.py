@@ -178,10 +178,10 @@ def test_attributes_crs_and_qgis_style(by_block_size, labels_tif, tmp_path):
     assert sorted(layers) == sorted(c.name for c in DUBAI_CLASSES if c.name != "unlabeled")
     info = pyogrio.read_info(out, layer="building")
     assert CRS.from_user_input(info["crs"]) == UTM
-    assert list(info["fields"]) == ["class_index", "class_name", "area", "area_m2", "perimeter"]
+    assert list(info["fields"]) == ["class_index", "class_name", "area", "area_m2", "perimeter", "perimeter_m"]
     gdf = pyogrio.read_dataframe(out, layer="building")
     assert set(gdf["class_name"]) == {"building"} and set(gdf["class_index"]) == {0}
-    assert np.allclose(gdf["perimeter"], gdf.geometry.length)
+    assert np.allclose(gdf["perimeter"], gdf.geometry.length) and np.allclose(gdf["perimeter_m"], gdf["perimeter"])
     assert summary["classes"]["building"]["polygons"] == len(gdf)
     con = sqlite3.connect(out)
     rows = con.execute("SELECT f_table_name, f_geometry_column, useAsDefault, styleQML FROM layer_styles").fetchall()
@@ -206,7 +206,7 @@ def test_geojson_and_shapefile(labels_tif, tmp_path):
     assert CRS.from_user_input(gj.crs.to_wkt()) == UTM and 1 not in set(gj["class_index"])
     vectorize_raster(path, tmp_path / "p.shp", block_size=300, layer_per_class=True, exclude=[1, 5])
     shp = pyogrio.read_dataframe(tmp_path / "p_road.shp")
-    assert {"class_idx", "class_name", "area", "area_m2", "perimeter"} <= set(shp.columns)
+    assert {"class_idx", "class_name", "area", "area_m2", "perimeter", "perim_m"} <= set(shp.columns)
     assert shp["area"].sum() == pytest.approx(float((lab == 2).sum()) * PIXEL * PIXEL)
     assert not list(tmp_path.glob(".*tmp*"))
 

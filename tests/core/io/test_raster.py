@@ -82,7 +82,8 @@ def test_label_geotiff_round_trip_keeps_georeference_and_colours(tmp_path):
     read, valid = raster.read_labels(out)
     np.testing.assert_array_equal(read, labels)
     assert not valid[:5].any() and valid[5:].all()
-    assert [p.name for p in tmp_path.iterdir()] == ["labels.tif"], "no temporary file left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "labels.qml", "labels.tif", "labels.tif.aux.xml"], "class names beside it, no temporary file left behind"
 
 
 def test_label_writer_leaves_nothing_on_failure(tmp_path):

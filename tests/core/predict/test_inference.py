@@ -169,7 +169,8 @@ def test_probabilities_identical_for_every_block_size(image, tmp_path):
         result = run(image, tmp_path / f"b{bs}", block_size=bs, probabilities=True)
         with rasterio.open(result.probabilities) as ds:
             probs[bs] = ds.read()
-        assert {p.name for p in (tmp_path / f"b{bs}").iterdir()} == {"labels.tif", "probabilities.tif", "run.json"}
+        assert {p.name for p in (tmp_path / f"b{bs}").iterdir()} == {"labels.tif", "labels.qml", "labels.tif.aux.xml",
+                                                                 "probabilities.tif", "run.json"}
     assert np.array_equal(probs[48], probs[10_000])
     assert np.abs(probs[48].astype(int).sum(0) - 255).max() <= 6  # rounded per class
 
@@ -221,7 +222,7 @@ def test_outputs_keep_crs_and_transform_and_run_json_describes_the_run(image, tm
     assert run_json["model_card"]["classes"][0]["name"] == "building"
     assert result.preview.exists()
     left = {p.name for p in (tmp_path / "o").iterdir()}
-    assert left == {"labels.tif", "probabilities.tif", "preview.png", "run.json"}
+    assert left == {"labels.tif", "labels.qml", "labels.tif.aux.xml", "probabilities.tif", "preview.png", "run.json"}
 
 
 def test_nodata_pixels_get_label_255_and_empty_tiles_are_skipped(tmp_path):

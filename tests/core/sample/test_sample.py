@@ -81,7 +81,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, words):
 def test_cli_writes_both_files(tmp_path, capsys):
     assert main(["sample", "--out", str(tmp_path / "s"), "--size", "96", "--seed", "2", "--quiet"]) == 0
     assert (tmp_path / "s" / "scene.tif").exists() and (tmp_path / "s" / "scene_labels.tif").exists()
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["scene.tif", "scene_labels.tif"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["scene.tif", "scene_labels.qml", "scene_labels.tif",
+                                                                    "scene_labels.tif.aux.xml"]
     assert main(["sample", "--out", str(tmp_path / "t"), "--gsd", "-1"]) == 2
     assert "gsd" in capsys.readouterr().err
 
