@@ -33,7 +33,7 @@ from rasterio.windows import Window
 
 from ..classes import NODATA_LABEL
 from ..errors import SegdeepError
-from ..io.raster import open_dataset, read_window
+from ..io.raster import open_dataset, read_pixels, read_window
 from ..runtime import resolve_threads
 from .gdal_shapes import polygonize_wkb
 
@@ -149,7 +149,7 @@ def _read_block(ds, window: Window, where: str) -> tuple[np.ndarray, np.ndarray]
     """Labels (uint8) and validity of a window inside the raster."""
     flags = ds.mask_flag_enums[0]
     if ds.dtypes[0] == "uint8" and all(f in (MaskFlags.nodata, MaskFlags.all_valid) for f in flags):
-        labels = ds.read(1, window=window)  # validity follows from the value: one read, not two
+        labels = read_pixels(ds, 1, window)  # validity follows from the value: one read, not two
         valid = labels != ds.nodata if ds.nodata is not None else np.ones(labels.shape, dtype=bool)
         return labels, valid
     data, valid = read_window(ds, window)

@@ -18,7 +18,7 @@ from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..crf.colour import HIGH_PERCENTILE, LOW_PERCENTILE, apply_limits, percentile_limits
 from ..errors import SegdeepError
 from ..io.atomic import temp_path
-from ..io.raster import open_dataset, read_classes_tag
+from ..io.raster import finite_pixels, open_dataset, read_classes_tag, read_pixels
 
 _LEGEND_WIDTH = 220  # pixels
 
@@ -98,11 +98,13 @@ def write_preview(
         scale = min(1.0, max_size / max(img.width, img.height))
         h, w = max(1, round(img.height * scale)), max(1, round(img.width * scale))
         # Decimated reads: GDAL uses overviews when present; memory is the preview size.
-        image = img.read(list(bands), out_shape=(len(bands), h, w), resampling=Resampling.average)
-        valid = img.read_masks(list(bands), out_shape=(len(bands), h, w),
-                               resampling=Resampling.nearest).max(axis=0) > 0
-        labels = lab.read(1, out_shape=(h, w), resampling=Resampling.nearest)
-        label_valid = lab.read_masks(1, out_shape=(h, w), resampling=Resampling.nearest) > 0
+        image = read_pixels(img, list(bands), out_shape=(len(bands), h, w), resampling=Resampling.average)
+        valid = read_pixels(img, list(bands), masks=True, out_shape=(len(bands), h, w),
+                            resampling=Resampling.nearest).max(axis=0) > 0
+        if image.dtype.kind in "fc":  # NaN and inf are nodata
+            valid &= finite_pixels(image)
+        labels = read_pixels(lab, 1, out_shape=(h, w), resampling=Resampling.nearest)
+        label_valid = read_pixels(lab, 1, masks=True, out_shape=(h, w), resampling=Resampling.nearest) > 0
     return save_png(render_preview(image, valid, labels, label_valid, classes, alpha=alpha), out_png)
 
 

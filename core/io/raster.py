@@ -115,6 +115,29 @@ def check_bands(info: RasterInfo, bands: list[int] | None) -> list[int]:
     return list(bands)
 
 
+def read_pixels(ds, bands, window: Window | None = None, *, masks: bool = False, **options) -> np.ndarray:
+    """``ds.read(bands, window=window, **options)`` (or ``ds.read_masks`` with ``masks``), with a
+    one-line :class:`SegdeepError` naming the file when GDAL cannot read it (a truncated or damaged
+    file). ``options``: ``out_shape``, ``resampling``, as rasterio takes them."""
+    try:
+        return (ds.read_masks if masks else ds.read)(bands, window=window, **options)
+    except RasterioIOError as exc:
+        where = "" if window is None else (f" at col {int(window.col_off)}, row {int(window.row_off)} "
+                                           f"({int(window.width)} x {int(window.height)} px)")
+        raise SegdeepError(f"{ds.name}: cannot read pixels{where}: the file is truncated or damaged "
+                           f"({str(exc).splitlines()[0][:160]})") from None
+
+
+def finite_pixels(data: np.ndarray) -> np.ndarray:
+    """bool height x width: True where every band of ``data`` (bands x height x width) is finite;
+    non-finite values are set to 0 in place (float data; NaN and inf count as nodata)."""
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return np.ones(data.shape[1:], dtype=bool)
+    data[bad] = 0
+    return ~bad.any(axis=0)
+
+
 def read_window(
     src, window: Window, bands: list[int] | None = None, boundless: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +146,8 @@ def read_window(
     ``src`` is a path or an open rasterio dataset; ``bands`` are 1-based (default: all). Returns
     ``(array bands x height x width in the source dtype, valid bool height x width)``. Outside the
     raster, pixels are 0 and invalid; inside, pixels equal to nodata (in every band) or masked by an
-    internal mask / alpha band are invalid.
+    internal mask / alpha band are invalid, and so are pixels with NaN or infinity in any band
+    (float rasters, whatever their nodata tag; such values read as 0).
     """
     if isinstance(src, str | Path):
         with open_dataset(src) as ds:
@@ -141,12 +165,13 @@ def read_window(
         return out, valid
     inner = Window(c0, r0, c1 - c0, r1 - r0)
     dst = (slice(r0 - window.row_off, r1 - window.row_off), slice(c0 - window.col_off, c1 - window.col_off))
-    data = ds.read(bands, window=inner)
+    data = read_pixels(ds, bands, inner)
+    finite = finite_pixels(data) if data.dtype.kind in "fc" else True  # NaN, inf: nodata whatever the tag
     out[:, dst[0], dst[1]] = data
     # read_masks gives GDAL's per-band validity (nodata, internal mask, alpha); a pixel is valid when
     # any band is valid (nodata in all bands = invalid).
-    masks = ds.read_masks(bands, window=inner)
-    valid[dst] = (masks > 0).any(axis=0)
+    masks = read_pixels(ds, bands, inner, masks=True)
+    valid[dst] = (masks > 0).any(axis=0) & finite
     if not boundless and (c0, r0, c1, r1) != (window.col_off, window.row_off, window.col_off + w, window.row_off + h):
         raise SegdeepError(f"{ds.name}: window {window} lies outside the raster ({ds.width} x {ds.height})")
     return out, valid

@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..io.raster import open_dataset
+from ..io.raster import finite_pixels, open_dataset, read_pixels
 from .tiles import Rect
 
 __all__ = ["GDAL_CACHE_MB", "READ_ROWS", "BlockReader", "gdal_env", "read_block", "rio_window"]
@@ -46,7 +46,8 @@ def read_block(ds, rect: Rect, bands: list[int]) -> tuple[np.ndarray, np.ndarray
     invalid outside the raster), with less memory: GDAL reads strips of whole source blocks straight
     into the result, and validity is read only when some band has nodata, a mask or an alpha band.
     ``read_window`` holds three more block-sized arrays while it reads (a copy of the pixels, the
-    per-band masks and their comparison), as much as 70 MB for a 2304 px block of 3 bands."""
+    per-band masks and their comparison), as much as 70 MB for a 2304 px block of 3 bands. A pixel
+    with NaN or infinity in any band is invalid, and 0 in ``out``."""
     out = np.zeros((len(bands), rect.height, rect.width), dtype=ds.dtypes[bands[0] - 1])
     valid = np.zeros((rect.height, rect.width), dtype=bool)
     inner = rect.intersect(Rect(0, 0, ds.width, ds.height))
@@ -60,11 +61,13 @@ def read_block(ds, rect: Rect, bands: list[int]) -> tuple[np.ndarray, np.ndarray
         r1 = min(inner.row_end, (r0 // rows + 1) * rows)  # strips end on the source's block rows
         strip = Rect(inner.col_off, r0, inner.width, r1 - r0)
         dst = strip.slices(rect)
-        out[(slice(None), *dst)] = ds.read(bands, window=rio_window(strip))
+        data = read_pixels(ds, bands, rio_window(strip))
+        finite = finite_pixels(data) if data.dtype.kind in "fc" else True  # NaN, inf: nodata, as read_window
+        out[(slice(None), *dst)] = data
         if all_valid:
-            valid[dst] = True
+            valid[dst] = finite
         else:  # valid where any band is valid, as read_window
-            valid[dst] = (ds.read_masks(bands, window=rio_window(strip)) > 0).any(axis=0)
+            valid[dst] = (read_pixels(ds, bands, rio_window(strip), masks=True) > 0).any(axis=0) & finite
         r0 = r1
     return out, valid
 
