@@ -12,6 +12,7 @@ building the parser, and with it ``segdeep --help``, imports neither torch nor r
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -20,7 +21,7 @@ import traceback
 from ..errors import SegdeepError
 from ..runtime import passive_wait_policy
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "environment_error", "main"]
 
 
 def _commands():
@@ -70,6 +71,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"segdeep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a disk or file fault that no check before the work could see
+        message = environment_error(exc)
+        if message is None:
+            raise
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"segdeep {args.command}: error: {message}", file=sys.stderr)
+        return SegdeepError.exit_code
+
+
+#: errno values of faults in the user's environment, not in segdeep: full disk or quota, read-only
+#: file system, no permission, file too large for the file system.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for an error caused by the disk or a damaged file (a full disk, a read-only or
+    forbidden folder, a truncated raster as GDAL reports it), naming the file; None for anything
+    else (a bug: its traceback is shown)."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = exc.filename or "output"
+        return f"{where}: {exc.strerror or exc}; free some space or choose a writable place for the output"
+    if type(exc).__module__.startswith("rasterio") and type(exc).__name__ in ("RasterioIOError", "CPLE_AppDefinedError",
+                                                                               "CPLE_FileIOError", "CPLE_OpenFailedError"):
+        text = " ".join(str(exc).split())[:300]
+        if any(word in text for word in ("No space left", "Read-only", "Permission denied", "Disk full")):
+            return f"{text}; free some space or choose a writable place for the output"
+        return f"{text} (the file is truncated, damaged or cannot be written)"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,9 +32,13 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from ..evaluate.rasters import evaluate_rasters, pick_classes
-    from ..evaluate.report import write_report
+    from ..evaluate.report import REPORT_FILES, write_report
+    from ..io.paths import check_outputs
     from ..models.card import load_classes
 
+    check_outputs([("prediction", args.prediction), ("truth", args.truth), ("--classes", args.classes)],
+                  [("--out", args.out)] + [(f"report file {name} in --out", Path(args.out) / name)
+                                           for name in REPORT_FILES])
     classes = load_classes(args.classes) if args.classes else pick_classes(None, args.prediction)
     with tqdm(total=0, unit="block", disable=True if args.quiet else None, leave=False) as bar:
         def progress(done, total):

@@ -27,9 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.paths import check_outputs
     from ..models.bundle import read_card
     from ..models.onnx import export_onnx
 
+    check_outputs([("model bundle", args.bundle)], [("--out", args.out)])
     card = read_card(args.bundle)
     out = export_onnx(args.bundle, args.out, tile_size=args.tile_size, opset=args.opset,
                       probabilities=not args.logits)

@@ -28,8 +28,11 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from ..export.preview import write_preview
+    from ..io.paths import check_outputs
     from ..models.card import load_classes
 
+    check_outputs([("image", args.image), ("labels", args.labels), ("--classes", args.classes)],
+                  [("--out", args.out)])
     classes = load_classes(args.classes) if args.classes else None
     out = write_preview(args.image, args.labels, args.out, classes=classes, max_size=args.max_size,
                         alpha=args.alpha, bands=args.bands)

@@ -78,10 +78,13 @@ def run(args) -> int:
     import torch
 
     from ..errors import SegdeepError
+    from ..io.paths import check_outputs
     from ..io.raster import open_raster
     from ..refine.postprocess import area_to_pixels
     from ..refine.raster import refine_raster
 
+    check_outputs([("image", args.image), ("labels", args.source), ("--classes", args.classes)],
+                  [("--out", args.out)])
     params = crf_params_from_args(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     min_region = args.min_region_px

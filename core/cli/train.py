@@ -119,11 +119,12 @@ def _class_weights(text: str):
 
 
 def run(args) -> int:
+    from ..io.paths import check_outputs
     from ..models.card import load_classes
     from ..runtime import drain
     from ..training.config import TrainConfig
     from ..training.events import EpochDone, Started, Step
-    from ..training.loop import iter_train, open_sources
+    from ..training.loop import checkpoint_path, iter_train, open_sources
 
     images, labels = _pairs(args, args.images, args.labels, args.dataset_dir, "")
     if not images:
@@ -132,6 +133,10 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise SegdeepError(f"--out {out}: a model bundle is a .safetensors file")
+    check_outputs([("training image", p) for p in images] + [("training labels", p) for p in labels]
+                  + [("validation image", p) for p in val_images] + [("validation labels", p) for p in val_labels]
+                  + [("--init bundle", args.init), ("--classes", args.classes)],
+                  [("--out", out), ("checkpoint beside --out", checkpoint_path(out))])
     if not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     if args.init:

@@ -56,8 +56,10 @@ def _workers(text: str) -> int | str:
 
 def run(args) -> int:
     from ..export.vectorize import vectorize_raster
+    from ..io.paths import check_outputs
     from ..models.card import load_classes
 
+    check_outputs([("label raster", args.labels), ("--classes", args.classes)], [("--out", args.out)])
     classes = load_classes(args.classes) if args.classes else None
     progress = None
     if not args.quiet and sys.stderr.isatty():

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..crf.colour import read_colour_limits
 from ..errors import SegdeepError
 from ..io.atomic import write_json_atomic
+from ..io.paths import FolderLock
 from ..io.raster import open_raster
 from ..models.bundle import read_card
 from ..predict.config import PredictConfig, resolve_config, run_parameters
@@ -94,10 +95,17 @@ def iter_predict_distributed(
     ``precision`` and ``batch_size`` are resolved on the workers; ``workers`` stays ``auto`` (the
     cluster's workers come from ``scheduler``). ``retries``: reruns of a failed task.
     ``max_in_flight``: blocks submitted ahead (default 4 per worker thread). Resume uses the same
-    fingerprint as a run in this process (:func:`segdeep.predict.journal.run_fingerprint`).
+    fingerprint as a run in this process (:func:`segdeep.predict.journal.run_fingerprint`); ``out_dir``
+    is locked for the run as there (:class:`segdeep.io.paths.FolderLock`).
     """
-    t_start = time.perf_counter()
     config = resolve_config(config, image, bundle, out_dir, settings)
+    with FolderLock(config.out_dir):
+        return (yield from _iter_predict_distributed(config, scheduler, retries, max_in_flight))
+
+
+def _iter_predict_distributed(config: PredictConfig, scheduler, retries: int,
+                              max_in_flight: int | None) -> Generator[object, None, PredictResult]:
+    t_start = time.perf_counter()
     if config.workers != "auto":
         raise SegdeepError(f"--workers {config.workers}: applies to runs in this process; a cluster's workers "
                            "come from --scheduler (local:N starts N)")

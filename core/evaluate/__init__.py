@@ -15,6 +15,7 @@ from .rasters import (
     window_confusion,
 )
 from .report import (
+    REPORT_FILES,
     confusion_png,
     per_class_iou_png,
     report_notes,
@@ -23,7 +24,7 @@ from .report import (
 )
 
 __all__ = [
-    "ConfusionMatrix", "check_aligned", "confusion_png", "evaluate_rasters", "open_pair", "per_class_iou_png",
+    "REPORT_FILES", "ConfusionMatrix", "check_aligned", "confusion_png", "evaluate_rasters", "open_pair", "per_class_iou_png",
     "pick_classes", "report_notes", "result_dict", "score_windows", "scores", "validate_report_json",
     "window_confusion", "write_report",
 ]

@@ -337,15 +337,31 @@ def _html(result: dict, title: str, created: str, notes: list[str], inputs: dict
     return "\n".join(h)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename; no partial file is left."""
-    tmp = temp_path(path)
+#: The files :func:`write_report` writes into its folder.
+REPORT_FILES = ("confusion.png", "per_class_iou.png", "report.csv", "report.md", "report.html", "report.json")
+
+
+def _write_all(files: list[tuple[Path, bytes]]) -> None:
+    """Write every file under a temporary name in its folder, then rename them all: a failure (a
+    full disk, say) leaves none of them under its final name and no temporary file behind."""
+    temps: list[tuple[Path, Path]] = []
+    done: list[Path] = []
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        for path, data in files:
+            tmp = temp_path(path)
+            temps.append((tmp, path))
+            tmp.write_bytes(data)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+            done.append(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SegdeepError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        for path in done:
+            path.unlink(missing_ok=True)
+        where = exc.filename or (temps[-1][1] if temps else "")
+        raise SegdeepError(f"{where}: cannot write the report ({exc.strerror or exc}); no report file "
+                           "was left") from None
 
 
 def write_report(
@@ -392,8 +408,6 @@ def write_report(
         ("html", "report.html", _html(result, title, created, all_notes, inputs, colors, pngs)),
         ("json", "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n"),
     ]
-    paths = {}
-    for key, name, payload in files:
-        _write_atomic(out / name, payload.encode("utf-8") if isinstance(payload, str) else payload)
-        paths[key] = out / name
-    return paths
+    _write_all([(out / name, payload.encode("utf-8") if isinstance(payload, str) else payload)
+                for _, name, payload in files])
+    return {key: out / name for key, name, _ in files}

@@ -25,12 +25,14 @@ from affine import Affine
 
 from ..classes import DUBAI_CLASSES, NODATA_LABEL, ClassInfo
 from ..errors import SegdeepError
+from ..io.paths import check_outputs
 from ..io.raster import open_raster, read_classes_tag
 from .gpkg_style import write_layer_styles
 from .measure import has_metric_measures, metric_measures
 from .polygonize import BorderMerger, _iter_batches, iter_polygons, polygonize_block
 
-__all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerger", "format_from_path", "FORMATS"]
+__all__ = ["vectorize_raster", "iter_polygons", "polygonize_block", "BorderMerger", "format_from_path", "FORMATS",
+           "vector_outputs"]
 
 FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "shp": ("ESRI Shapefile", ".shp")}
 _EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson", ".shp": "shp"}
@@ -42,11 +44,31 @@ _FLUSH_FEATURES = 5_000
 
 def format_from_path(path: str | Path) -> str:
     """The vector format implied by a file extension (``.gpkg``, ``.geojson``/``.json``, ``.shp``)."""
+    if Path(path).is_dir():
+        raise SegdeepError(f"{path}: is a folder; give a vector file to write, e.g. {Path(path) / 'polygons.gpkg'}")
     fmt = _EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise SegdeepError(f"{path}: unknown vector format {Path(path).suffix!r}; use .gpkg, .geojson or .shp "
-                           "or give the format")
+        suffix = Path(path).suffix
+        raise SegdeepError(f"{path}: unknown vector format {suffix or '(no file extension)'}; use a .gpkg, "
+                           ".geojson or .shp file name or give the format")
     return fmt
+
+
+_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix")
+
+
+def vector_outputs(out_path: str | Path, fmt: str, *, layer_per_class: bool = False,
+                   classes: Sequence[ClassInfo] = ()) -> list[Path]:
+    """The files :func:`vectorize_raster` may write for ``out_path`` (format ``fmt``): the file
+    itself, a Shapefile's companions, and with ``layer_per_class`` one file per class of ``classes``
+    (GeoJSON, Shapefile). For checking, before any work, that none of them is an input."""
+    out_path = Path(out_path)
+    stems = [out_path]
+    if layer_per_class and fmt != "gpkg":
+        stems += [out_path.with_name(f"{out_path.stem}_{_safe_name(c.name)}{out_path.suffix}") for c in classes]
+    if fmt == "shp":
+        return [p.with_suffix(s) for p in stems for s in _SHAPEFILE_PARTS]
+    return stems
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,6 +306,9 @@ def vectorize_raster(
     if not out_path.parent.is_dir():
         raise SegdeepError(f"{out_path.parent}: output folder does not exist")
     classes = list(classes) if classes else (read_classes_tag(labels_path) or list(DUBAI_CLASSES))
+    check_outputs([("label raster", labels_path)],
+                  [("output", p) for p in vector_outputs(out_path, fmt, layer_per_class=layer_per_class,
+                                                         classes=classes)])
     by_index = {c.index: c for c in classes}
     excluded = _resolve_exclude(exclude, classes)
     crs, transform = info.crs, info.transform
@@ -299,7 +324,10 @@ def vectorize_raster(
         return _safe_name(class_of(v).name) if layer_per_class else single_layer
 
     tmpdir = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmpdir.mkdir()
+    try:
+        tmpdir.mkdir()
+    except OSError as exc:
+        raise SegdeepError(f"{out_path.parent}: cannot write there ({exc.strerror or exc})") from None
     stats: dict = {}
     per_class: dict[int, dict] = {}
     dropped = 0

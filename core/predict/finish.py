@@ -49,7 +49,21 @@ def prepare_out_dir(out_dir, *, truth=None, info=None, vector=None) -> Path:
         fmt = format_from_path(vector) if Path(vector).suffix else None
         if fmt not in FORMATS:
             raise SegdeepError(f"vector output {vector}: use a .gpkg, .geojson or .shp file name")
+        folder = (Path(vector) if Path(vector).is_absolute() else out / vector).parent
+        _check_writable(folder, "--vector folder")
     return out
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Refuse (one line) a folder that does not exist or where a file cannot be created."""
+    if not folder.is_dir():
+        raise SegdeepError(f"{what} {folder}: does not exist; create it or choose another path")
+    probe = folder / f".segdeep-write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SegdeepError(f"{what} {folder}: not writable ({exc.strerror or exc})") from None
 
 
 def card_dict(card) -> dict:
@@ -65,6 +79,20 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
                    timings, t_start, version):
     """Finish the files of a run whose blocks are all done; yields ``Finishing`` events; fills ``result``."""
 
+    written: list[Path] = []  # final-named files made so far: removed again if a later step fails
+    try:
+        yield from _finish(result, journal, sinks, area, info, classes, written, params=params,
+                           card_data=card_data, truth=truth, vector=vector, preview=preview, timings=timings,
+                           t_start=t_start, version=version)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+
+
+def _finish(result, journal, sinks, area, info, classes, written, *, params, card_data, truth, vector, preview,
+            timings, t_start, version):
     out = result.out_dir
     yield Finishing("labels")
     drawing = _start_preview(preview, out / "preview.png", classes, timings) if preview is not None else None
@@ -73,6 +101,10 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         with gdal_env():
             sinks.close(ok=True)
         result.probabilities = sinks.probabilities_path
+        written += [result.labels, result.labels.with_suffix(".qml"),
+                    result.labels.with_name(result.labels.name + ".aux.xml")]
+        if result.probabilities is not None:
+            written += [Path(result.probabilities)]
         timings["cog"] = time.perf_counter() - t0
         if sinks.confusion is not None:
             yield Finishing("report")
@@ -80,9 +112,11 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
             result.report = write_report(result.scores, out, classes=classes,
                                          inputs={"prediction": str(result.labels), "reference": str(truth),
                                                  "image": str(info.path)})
+            written += [Path(p) for p in result.report.values()]
         if drawing is not None:
             yield Finishing("preview")
             result.preview = drawing.result()
+            written.append(Path(result.preview))
             drawing = None
     finally:
         if drawing is not None:  # failed or cancelled before the preview was taken: no preview left
@@ -94,10 +128,10 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         t0 = time.perf_counter()
         path = Path(vector) if Path(vector).is_absolute() else out / vector
         with gdal_env():
-            vectorize_raster(result.labels, path, classes=classes)
+            summary = vectorize_raster(result.labels, path, classes=classes)
+        written += [Path(f) for f in summary["files"]]
         result.vector = path
         timings["vector"] = time.perf_counter() - t0
-    journal.discard()
     timings["total"] = time.perf_counter() - t_start
     result.timings = {k: round(v, 4) for k, v in timings.items()}
     result.peak_rss_mb = round(peak_rss_mb(), 1)
@@ -117,6 +151,7 @@ def finish_outputs(result, journal, sinks, area, info, classes, *, params, card_
         "report": {k: str(v) for k, v in (result.report or {}).items()},
     }
     write_json_atomic(result.run_json, run)
+    journal.discard()  # last: until run.json is written, a failed finish can be resumed
 
 
 def _start_preview(sampler, out_png: Path, classes, timings: dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -140,32 +141,58 @@ def check_same_run(where: str | Path, stored: dict, fingerprint: dict) -> None:
                            "run without --resume to start again, or use the same settings")
 
 
+def _bytes_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 class Journal:
-    """Finished blocks of a run in ``out_dir``; see the module notes."""
+    """Finished blocks of a run in ``out_dir``; see the module notes.
+
+    A part's file name carries a short digest of the run's fingerprint, and the journal records the
+    digest of each part's bytes: on resume, only parts of this very run whose bytes are intact count
+    as finished (a part left by another run, cut short or damaged is computed again).
+    """
 
     def __init__(self, out_dir: str | Path, fingerprint: dict, resume: bool) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / JOURNAL_NAME
         self.parts = self.out_dir / PARTS_NAME
         self.fingerprint = json.loads(json.dumps(fingerprint))  # normalised (tuples -> lists)
+        self.run_id = _bytes_digest(json.dumps(self.fingerprint, sort_keys=True).encode())[:12]
         self.done: set[int] = set()
+        self.digests: dict[str, str] = {}  # part file name -> digest of its bytes
         if resume and self.path.exists():
             try:
                 data = json.loads(self.path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise SegdeepError(f"{self.path}: unreadable resume journal ({exc}); run without --resume") from None
             check_same_run(self.path, data.get("fingerprint") or {}, self.fingerprint)
-            self.done = {int(i) for i in data.get("done", []) if self.part_path(int(i), "labels").exists()}
+            stored = data.get("digests") or {}
+            for i in data.get("done", []):
+                names = [self.part_path(int(i), kind).name for kind in self._kinds()]
+                if all(self._intact(name, stored.get(name)) for name in names):
+                    self.done.add(int(i))
+                    self.digests.update({name: stored[name] for name in names})
         else:
             self.discard()
         self.parts.mkdir(parents=True, exist_ok=True)
         self._save()
 
+    def _kinds(self) -> tuple[str, ...]:
+        return ("labels", "probabilities") if self.fingerprint.get("probabilities") else ("labels",)
+
+    def _intact(self, name: str, digest: str | None) -> bool:
+        try:
+            return digest is not None and _bytes_digest((self.parts / name).read_bytes()) == digest
+        except OSError:
+            return False
+
     def part_path(self, index: int, kind: str) -> Path:
-        return self.parts / f"{kind}_{index:06d}.npy"
+        return self.parts / f"{kind}_{index:06d}.{self.run_id}.npy"
 
     def _save(self) -> None:
-        write_json_atomic(self.path, {"fingerprint": self.fingerprint, "done": sorted(self.done)})
+        write_json_atomic(self.path, {"fingerprint": self.fingerprint, "done": sorted(self.done),
+                                      "digests": dict(sorted(self.digests.items()))})
 
     def finish_block(self, index: int, labels: np.ndarray, probabilities: np.ndarray | None = None) -> None:
         """Save a block's results, then record it as finished."""
@@ -173,16 +200,26 @@ class Journal:
         for kind, array in items:
             final = self.part_path(index, kind)
             tmp = final.with_name(final.stem + ".tmp.npy")
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            data = buffer.getvalue()
             with open(tmp, "wb") as f:
-                np.save(f, array)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
+            self.digests[final.name] = _bytes_digest(data)
         self.done.add(index)
         self._save()
 
     def load(self, index: int, kind: str) -> np.ndarray:
-        return np.load(self.part_path(index, kind))
+        """A finished block's saved ``kind`` ("labels" or "probabilities"); a part that became
+        unreadable since the journal checked it is a one-line :class:`SegdeepError`."""
+        path = self.part_path(index, kind)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise SegdeepError(f"{path}: damaged resume part ({exc}); run again without --resume") from None
 
     def discard(self) -> None:
         """Remove the journal and every saved block."""

@@ -6,11 +6,15 @@ no I/O besides opening the truth raster and creating the output folder (:func:`p
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SegdeepError
+from ..evaluate.report import REPORT_FILES
+from ..export.vectorize import format_from_path, vector_outputs
+from ..io.paths import check_outputs
 from ..io.raster import check_bands
 from .config import PredictConfig
 from .finish import prepare_out_dir
@@ -51,6 +55,21 @@ def _region(info, window: tuple[int, int, int, int] | None, bounds: tuple[float,
                                "expected col,row,width,height with width, height >= 1")
         return rect
     return full
+
+
+def predict_outputs(config: PredictConfig, card) -> list[tuple[str, Path]]:
+    """``(what, path)`` of every file a run with ``config`` may leave under a final name (for
+    :func:`segdeep.io.paths.check_outputs`): the files in ``out_dir`` and the vector output."""
+    out = Path(config.out_dir)
+    names = ["labels.tif", "labels.tif.aux.xml", "labels.qml", "preview.png", "run.json", "probabilities.tif"]
+    names += list(REPORT_FILES) if config.truth is not None else []
+    found = [(f"output {name} in --out", out / name) for name in names]
+    if config.vector is not None:
+        vector = Path(config.vector) if Path(config.vector).is_absolute() else out / config.vector
+        with contextlib.suppress(SegdeepError):
+            found += [("--vector", p) for p in vector_outputs(vector, format_from_path(vector),
+                                                             classes=list(card.classes))]
+    return found
 
 
 def plan_blocks(grid: TileGrid, blocks: BlockGrid, todo, halo: int, raster: Rect):
@@ -125,6 +144,8 @@ def plan_run(config: PredictConfig, info, card) -> RunPlan:
                            f"choose {len(bands)} of bands 1-{info.count} with bands=/--bands")
     bands = check_bands(info, bands)
     area = _region(info, config.window, config.bounds)
+    check_outputs([("image", image), ("model bundle", config.bundle), ("truth", config.truth)],
+                  predict_outputs(config, card))
     out = prepare_out_dir(config.out_dir, truth=config.truth, info=info, vector=config.vector)
     grid = TileGrid(info.width, info.height, tile_size, int(overlap))
     block = snap_block_size(config.block_size, grid.stride)

@@ -28,6 +28,7 @@ from .. import __version__
 from ..crf.colour import crf_colours
 from ..errors import SegdeepError
 from ..evaluate.metrics import ConfusionMatrix
+from ..io.paths import FolderLock
 from ..io.raster import open_raster
 from ..models.bundle import load_bundle
 from ..runtime import drain, resolve_batch_size, resolve_device, resolve_precision, resolve_workers
@@ -78,10 +79,16 @@ def iter_predict(
     batch), :class:`BlockDone`, :class:`Finishing`. Closing the generator stops within one batch; no
     file appears under a final name, and the finished blocks stay in ``out_dir``'s journal for
     ``resume=True`` (refused when a setting that decides the results changed:
-    :func:`segdeep.predict.journal.run_fingerprint`).
+    :func:`segdeep.predict.journal.run_fingerprint`). ``out_dir`` is locked for the run: another
+    run into it is refused (:class:`segdeep.io.paths.FolderLock`).
     """
-    t_start = time.perf_counter()
     config = resolve_config(config, image, bundle, out_dir, settings)
+    with FolderLock(config.out_dir):
+        return (yield from _iter_predict(config))
+
+
+def _iter_predict(config: PredictConfig) -> Generator[object, None, PredictResult]:
+    t_start = time.perf_counter()
     image, crf, probabilities, truth = config.image, config.crf, config.probabilities, config.truth
     info = open_raster(image, warn=False)
     dev = resolve_device(config.device)

@@ -20,6 +20,7 @@ _LAZY = {
     "TrainResult": "events",
     "TrainSource": "data",
     "find_pairs": "data",
+    "checkpoint_path": "loop",
     "iter_train": "loop",
     "iter_train_arrays": "loop",
     "open_sources": "loop",

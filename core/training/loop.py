@@ -101,10 +101,35 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".checkpoint.pt")
 
 
+#: What a checkpoint written by :func:`_save_checkpoint` holds (checked before it is used).
+_CHECKPOINT_KEYS = ("arch", "num_classes", "model", "optimizer", "epoch", "elapsed", "best_score", "history",
+                    "mean", "std", "scale")
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, loaded without unpickling code (``weights_only``); one line naming the
+    file when it is cut short, damaged, holds code (a pickle ``weights_only`` refuses) or is not
+    a segdeep checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file (zip, unpickling, EOF)
+        detail = " ".join(str(exc).split())[:120]
+        raise SegdeepError(f"{path}: not a readable segdeep training checkpoint ({type(exc).__name__}: {detail}); "
+                           "it is cut short, damaged or holds code, which is never run; delete it and train "
+                           "without --resume") from None
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+        raise SegdeepError(f"{path}: not a segdeep training checkpoint (expected the keys {', '.join(_CHECKPOINT_KEYS)}); "
+                           "delete it and train without --resume")
+    return state
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ the loop
@@ -194,7 +219,7 @@ def iter_train(train_sources: list[TrainSource], classes: Sequence[ClassInfo], c
     if resume:
         if ckpt is None or not ckpt.exists():
             raise SegdeepError(f"{ckpt or 'resume'}: no checkpoint to resume from (it is written beside --out after each epoch)")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = _load_checkpoint(ckpt)
         if state["arch"] != arch or state["num_classes"] != len(classes):
             raise SegdeepError(f"{ckpt}: the checkpoint is a {state['arch']} with {state['num_classes']} classes; "
                                f"this run is a {arch} with {len(classes)}")
