@@ -95,38 +95,42 @@ def _kernel(lat: Lattice) -> _Kernel:
     slice_w = (lat.weights.t() * lat.alpha).reshape(-1)
     slice_crow = torch.arange(0, n * (d + 1) + 1, d + 1, dtype=i32, device=device)
 
-    # Splat (vertex rows) = corners -> vertices times pixels -> simplex corners (one row per corner
-    # r and simplex s, holding the pixels of s with their weight for corner r); the sparse product
-    # groups the pixels by vertex without sorting all N x (d+1) entries.
+    # Splat (vertex rows): one corner row per corner r and simplex s holds the pixels of s with
+    # their weight for corner r; the vertex rows are the corner rows regrouped by vertex, without
+    # sorting all N x (d+1) entries.
     ns = lat.simplex_vertices.shape[0]
     counts = torch.bincount(lat.simplex_of_point, minlength=ns)
     perm = torch.argsort(lat.simplex_of_point, stable=True)
-    corner_crow = torch.zeros((d + 1) * ns + 1, dtype=torch.int64, device=device)
-    corner_crow[1:] = torch.cumsum(counts.repeat(d + 1), 0)
-    corner_crow = corner_crow.to(i32)
+    corner_end = torch.cumsum(counts.repeat(d + 1), 0)  # corner rows (r, s): pixels of s, for corner r
+    corner_len = counts.repeat(d + 1)
     corner_col = perm.to(i32).repeat(d + 1)
-    corner_w = lat.weights.index_select(1, perm)  # d+1 x N, pixels grouped by simplex
+    corner_w = lat.weights.index_select(1, perm).reshape(-1)  # d+1 x N, pixels grouped by simplex
+    del perm
     sv = lat.simplex_vertices.t().reshape(-1)  # corner rows in (r, s) order -> vertex
     order = torch.argsort(sv, stable=True)
-    vcount = torch.bincount(sv, minlength=m + 1)
+    # Splat (vertex rows): the corner rows regrouped by vertex (each product of the former
+    # gather @ corners had a single term), built by index arithmetic: torch's CPU sparse @ sparse
+    # (MKL) leaks about 10 bytes per output entry on every call (28 M entries per 2k block).
+    lens = corner_len[order]
+    starts = (corner_end - corner_len)[order]
+    take = torch.repeat_interleave(starts - (torch.cumsum(lens, 0) - lens), lens) + torch.arange(
+        int(lens.sum()), device=device)
+    del lens, starts, order
+    splat_col = corner_col[take]
+    plain_val = corner_w[take]
+    del take, corner_col, corner_w
     vertex_crow = torch.zeros(m + 2, dtype=torch.int64, device=device)
-    vertex_crow[1:] = torch.cumsum(vcount, 0)
-    gather = _csr(vertex_crow.to(i32), order.to(i32), torch.ones(order.shape[0], device=device),
-                  (m + 1, (d + 1) * ns))
-
-    corners = _csr(corner_crow, corner_col, corner_w.reshape(-1), ((d + 1) * ns, n))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        plain = gather @ corners  # exact: every product has a single term (weight x 1)
-    del corners, gather, corner_col, corner_w
-    splat_crow, splat_col = plain.crow_indices().to(i32), plain.col_indices().to(i32)
+    vertex_crow[1:] = torch.cumsum(torch.zeros(m + 1, dtype=torch.int64, device=device).index_add_(0, sv, corner_len), 0)
+    splat_crow = vertex_crow.to(i32)
+    del sv, vertex_crow, corner_len, corner_end
+    plain = _csr(splat_crow, splat_col, plain_val, (m + 1, n))
 
     blur = [lat.neighbours[j].contiguous() for j in range(d + 1)]
     ones = torch.ones(n, 1, device=device)
     k1 = torch.mm(_csr(slice_crow, slice_col, slice_w, (n, m + 1)), _blur(plain @ ones, blur))
     norm = (1.0 / torch.sqrt(k1[:, 0].double() + 1e-20)).float()
-    splat = _csr(splat_crow, splat_col, plain.values() * norm[plain.col_indices()], (m + 1, n))
-    del plain
+    splat = _csr(splat_crow, splat_col, plain_val * norm[splat_col], (m + 1, n))
+    del plain, plain_val
     slice_val = (slice_w.view(n, d + 1) * norm[:, None]).reshape(-1)
     kern = _Kernel(splat=splat, slice_crow=slice_crow, slice_col=slice_col, slice_val=slice_val,
                    blur=blur, num_vertices=m, peak=0.0)
