@@ -162,6 +162,11 @@ def _iter_predict_distributed(config: PredictConfig, scheduler, retries: int,
         window_size = max_in_flight or 4 * threads
         tag = run_id[:8]
         computed: dict[int, object] = {}
+        strips: dict[tuple[int, int], object] = {}  # (computed block, later block) -> pieces future
+        needed_by: dict[int, list[int]] = {}
+        for k in todo:
+            for i in sorted(needs.get(k, ())):
+                needed_by.setdefault(i, []).append(k)
         live: set = set()
         ac = distributed.as_completed()
         queue = iter(range(len(all_blocks)))
@@ -179,16 +184,19 @@ def _iter_predict_distributed(config: PredictConfig, scheduler, retries: int,
                     computed[j] = fut
                     live.add(fut)
                     ac.add(fut)
+                    # the strips later blocks need become futures of their own now, so the block's
+                    # accumulator (and colours) are freed once it is finished, not a row of blocks later
+                    for k in needed_by.get(j, ()):
+                        strips[(j, k)] = client.submit(tasks.pieces_for, fut, k, key=f"segdeep-pieces-{tag}-{j}-{k}",
+                                                       retries=retries, priority=1)
                 if j not in done:
-                    pieces = [client.submit(tasks.pieces_for, computed[i], j, key=f"segdeep-pieces-{tag}-{i}-{j}",
-                                            retries=retries, priority=1) for i in sorted(needs.get(j, ()))]
+                    pieces = [strips.pop((i, j)) for i in sorted(needs.get(j, ()))]
                     fut = client.submit(tasks.finish_block, job, j, region, core, computed[j], *pieces,
                                         key=f"segdeep-finish-{tag}-{j}", retries=retries, priority=1)
                     live.add(fut)
                     ac.add(fut)
                     in_flight += 1
-                for i in [i for i, last in last_use.items() if last <= j and i in computed]:
-                    del computed[i]  # Dask keeps it while a submitted task still needs it
+                computed.pop(j, None)  # Dask keeps it while its finish and strip tasks need it
                 if in_flight >= window_size:
                     return
 
