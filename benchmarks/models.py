@@ -31,6 +31,8 @@ PAPER_PARAMETERS = {
     "deeplab_v1": (20.5e6, "Chen et al. 2015, Table 2 (DeepLab-LargeFOV)"),
     "deeplab_v2": (44e6, "commonly cited for DeepLab v2 ResNet-101 (the paper gives none)"),
     "unet": (31e6, "commonly cited for the 64-channel U-Net (the paper gives none)"),
+    "refinenet": (118_052_437, "DrSleep/refinenet-pytorch rf101 (port of the authors' released model)"),
+    "refinenet_lw": (27_357_525, "DrSleep/light-weight-refinenet rf_lw50 (the authors' code)"),
 }
 #: torchvision's published ``num_params`` (21 classes, aux_loss=True) and the kwargs that match.
 TORCHVISION = {

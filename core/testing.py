@@ -57,6 +57,9 @@ LIGHT_KWARGS: dict[str, dict] = {
     "deeplab_v2": {"backbone": "resnet18"},
     "deeplab_v3": {"backbone": "resnet18"},
     "deeplab_v3plus": {"backbone": "resnet18"},
+    "refinenet": {"backbone": "resnet18", "top_channels": 32, "channels": 16},
+    "refinenet_lw": {"backbone": "resnet18", "top_channels": 32, "channels": 16},
+    "gcn": {"backbone": "resnet18", "k": 7},
 }
 
 

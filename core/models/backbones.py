@@ -7,9 +7,11 @@ The keys it can return:
 
 * ``"out"``: the last feature map (output stride ``output_stride``),
 * ``"aux"``: the stage before (ResNet ``layer3``, MobileNetV3 C2 at stride 8), for auxiliary heads,
+* ``"mid"``: stride-8 features (ResNet ``layer2``; ResNets only), for decoders that fuse every stage
+  (RefineNet, GCN),
 * ``"low_level"``: stride-4 features for the DeepLab v3+ decoder (ResNet ``layer1``).
 
-Backbones: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` and ``mobilenet_v3_large`` from
+Backbones: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``resnet152`` and ``mobilenet_v3_large`` from
 torchvision; ``xception41``, ``xception65``, ``xception71`` from timm (``features_only``).
 The output stride (32, 16 or 8 pixels of input per feature pixel) is obtained by dilation instead of
 striding, the way torchvision's ``replace_stride_with_dilation`` does; DeepLab v3's multi-grid
@@ -43,10 +45,11 @@ _RESNETS = {
     "resnet34": (resnet.resnet34, resnet.ResNet34_Weights),
     "resnet50": (resnet.resnet50, resnet.ResNet50_Weights),
     "resnet101": (resnet.resnet101, resnet.ResNet101_Weights),
+    "resnet152": (resnet.resnet152, resnet.ResNet152_Weights),
 }
 _TIMM = ("xception41", "xception65", "xception71")
 BACKBONES: tuple[str, ...] = (*_RESNETS, "mobilenet_v3_large", *_TIMM)
-FEATURES = ("out", "aux", "low_level")
+FEATURES = ("out", "aux", "mid", "low_level")
 
 
 def _check(name: str, output_stride: int, returns: Sequence[str]) -> None:
@@ -57,6 +60,9 @@ def _check(name: str, output_stride: int, returns: Sequence[str]) -> None:
     bad = [r for r in returns if r not in FEATURES]
     if bad:
         raise SegdeepError(f"backbone features {bad} are not known; choose from {', '.join(FEATURES)}")
+    if "mid" in returns and name not in _RESNETS:
+        raise SegdeepError(f"backbone {name!r} does not give stride-8 ('mid') features; choose one of "
+                           f"{', '.join(_RESNETS)}")
 
 
 # --------------------------------------------------------------------------------------- weights
@@ -153,7 +159,7 @@ def _apply_multi_grid(layer4: nn.Sequential, base: int, multi_grid: Sequence[int
 def _resnet(name, in_channels, output_stride, multi_grid, returns, pretrained, allow_download):
     builder = _RESNETS[name][0]
     dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[output_stride]
-    bottleneck = name in ("resnet50", "resnet101")
+    bottleneck = name in ("resnet50", "resnet101", "resnet152")
     net = builder(weights=None, replace_stride_with_dilation=dilate if bottleneck else None)
     if not bottleneck:
         previous = 1
@@ -166,8 +172,9 @@ def _resnet(name, in_channels, output_stride, multi_grid, returns, pretrained, a
         _apply_multi_grid(net.layer4, 32 // output_stride, multi_grid)
     net.conv1 = adapt_first_conv(net.conv1, in_channels)
     expansion = 4 if bottleneck else 1
-    layers = {"out": "layer4", "aux": "layer3", "low_level": "layer1"}
-    channels = {"out": 512 * expansion, "aux": 256 * expansion, "low_level": 64 * expansion}
+    layers = {"out": "layer4", "aux": "layer3", "mid": "layer2", "low_level": "layer1"}
+    channels = {"out": 512 * expansion, "aux": 256 * expansion, "mid": 128 * expansion,
+                "low_level": 64 * expansion}
     getter = IntermediateLayerGetter(net, {layers[r]: r for r in returns})
     return getter, {r: channels[r] for r in returns}
 
@@ -275,7 +282,7 @@ def build_backbone(
     """A feature extractor and the channel count of each map it returns.
 
     ``name``: one of :data:`BACKBONES`. ``output_stride``: 8, 16 or 32 (input pixels per feature
-    pixel of ``"out"``). ``returns``: which of ``"out"``, ``"aux"``, ``"low_level"`` the module's
+    pixel of ``"out"``). ``returns``: which of ``"out"``, ``"aux"``, ``"mid"``, ``"low_level"`` the module's
     dict holds. ``pretrained``: path of a local state dict, or ``True`` for cached ImageNet weights.
     """
     _check(name, output_stride, returns)

@@ -1,5 +1,6 @@
 """Architectures, one module per family: FCN (VGG16 and ResNet), SegNet, the dilated network of Yu
-& Koltun, DeepLab v1, v2, v3 and v3+, PSPNet and U-Net. Each module registers its builders with
+& Koltun, DeepLab v1, v2, v3 and v3+, PSPNet, U-Net, RefineNet (and its light-weight variant) and GCN
+(Large Kernel Matters). Each module registers its builders with
 :func:`segdeep.models.registry.register_model` when it is imported; :func:`segdeep.models.create_model`
 imports them all, so adding an architecture is one new file here.
 
@@ -24,6 +25,9 @@ _LAZY = {
     "DeepLabV3Plus": "deeplab", "SegmentationModel": "deeplab", "ASPPSum": "deeplab",
     "PSPNet": "pspnet", "PyramidPooling": "pspnet",
     "UNet": "unet",
+    "RefineNet": "refinenet", "RefineBlock": "refinenet", "ResidualConvUnit": "refinenet",
+    "ChainedResidualPooling": "refinenet", "refinenet_lw": "refinenet",
+    "GCN": "gcn", "GlobalConvolution": "gcn", "BoundaryRefinement": "gcn",
 }
 
 __all__ = sorted(_LAZY)
