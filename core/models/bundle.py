@@ -115,8 +115,13 @@ def save_bundle(model: nn.Module, card: ModelCard, path: str | os.PathLike, half
 
 
 def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
-    """Rebuild a bundle's network with its weights: ``(model in eval mode on device, card)``."""
+    """Rebuild a bundle's network with its weights: ``(model in eval mode on device, card)``. An
+    ``.onnx`` file gives an onnxruntime session as a module (:func:`segdeep.models.onnx_model.load_onnx_model`)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from .onnx_model import load_onnx_model  # local: onnxruntime is an optional extra
+
+        return load_onnx_model(path, device)
     card = read_card(path)
     state = load_file(str(path))
     return _load(card, state, str(path), device), card

@@ -4,14 +4,16 @@ The card (:class:`ModelCard`) travels in a ``.safetensors`` bundle's header meta
 ``"segdeep_card"`` (:data:`CARD_KEY`). :func:`read_card` reads only that header (safetensors' numpy
 reader: no torch, no weights), so looking at a bundle, listing its classes (:func:`load_classes`) or
 checking its bands stays quick. Building the network and loading the weights is
-:mod:`segdeep.models.bundle`.
+:mod:`segdeep.models.bundle`. An ONNX model's card comes from its metadata (:func:`read_onnx_info`:
+segdeep's own export, or Deepness-style keys), read with the onnx package, also without torch.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,8 +136,11 @@ def _metadata(path: Path) -> dict[str, str]:
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
-    """The model card of a bundle, read from the file header only (weights are not loaded)."""
+    """The model card of a bundle, read from the file header only (weights are not loaded); for an
+    ``.onnx`` file, from its metadata (:func:`read_onnx_info`)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return read_onnx_info(path).card
     text = _metadata(path).get(CARD_KEY)
     if text is None:
         raise SegdeepError(f"{path}: safetensors file without a segdeep model card "
@@ -148,13 +153,14 @@ def read_card(path: str | os.PathLike) -> ModelCard:
 
 
 def load_classes(source: str | Path | None) -> list[ClassInfo]:
-    """Load a palette from a JSON file or a model bundle (``.safetensors``); ``None`` gives Dubai's."""
+    """Load a palette from a JSON file, a model bundle (``.safetensors``) or an ONNX model; ``None``
+    gives Dubai's."""
     if source is None:
         return list(DUBAI_CLASSES)
     path = Path(source)
     if not path.exists():
         raise SegdeepError(f"{path}: no such file (expected a classes JSON or a .safetensors model bundle)")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() in (".safetensors", ".onnx"):
         return list(read_card(path).classes)
     try:
         data = json.loads(path.read_text())
@@ -163,3 +169,134 @@ def load_classes(source: str | Path | None) -> list[ClassInfo]:
     if isinstance(data, dict):
         data = data.get("classes")
     return classes_from_list(data, where=str(path))
+
+
+# --------------------------------------------------------------------------------------- ONNX files
+#
+# The card of an ONNX segmentation model, read from its metadata without torch.
+# The model card of an ONNX model, read from its metadata without torch.
+#
+# Two kinds of ONNX segmentation models are understood:
+#
+# - segdeep's own export (:func:`segdeep.models.onnx.export_onnx`): the whole card is stored under
+#   ``segdeep_card``, and ``segdeep_output`` says whether the graph returns ``probabilities`` or ``logits``.
+# - Models made for the QGIS plugin Deepness (its model zoo, or any framework's exporter plus Deepness's
+#   metadata): ``model_type`` "Segmentor", ``class_names`` ({index: name}), ``standardization_mean`` /
+#   ``standardization_std`` (applied by Deepness to 8-bit pixels divided by 255), ``resolution`` in
+#   cm/px, ``tile_size`` in pixels. Their outputs are class probabilities (N x C x H x W, or N x 1 x H x W
+#   for a one-class sigmoid model, read as background / class). Without metadata, the input shape
+#   gives the bands and the tile size, and classes are named ``class 0``, ``class 1``, ...
+#
+# Values are JSON (as Deepness writes them); a Python literal (``{0: 'background'}``) is read with
+# :func:`ast.literal_eval`, which evaluates no code.
+
+#: Metadata key saying what segdeep's export returns: "probabilities" or "logits".
+OUTPUT_KEY = "segdeep_output"
+
+# Distinct colours for classes that come without any (Deepness metadata has names only).
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+class OnnxInfo:
+    """What an ONNX file says about itself: ``card``, ``output`` ("probabilities" or "logits") and
+    ``binary`` (one sigmoid channel that stands for two classes)."""
+
+    def __init__(self, card: ModelCard, output: str, binary: bool) -> None:
+        self.card, self.output, self.binary = card, output, binary
+
+
+def _value(meta: dict[str, str], key: str, where: str):
+    text = meta.get(key)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise SegdeepError(f"{where}: metadata {key!r} = {text[:80]!r} is neither JSON nor a literal") from None
+
+
+def _dims(value_info) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+
+
+def _load_graph(path: Path):
+    try:
+        import onnx
+    except ImportError:
+        raise SegdeepError(f"{path}: running ONNX models needs the onnx extra: "
+                           "pip install 'napari-segdeep[onnx]'") from None
+    if not path.is_file():
+        raise SegdeepError(f"{path}: no such ONNX model")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged or non-ONNX file
+        raise SegdeepError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _class_names(value, n: int, where: str) -> dict[int, str]:
+    if value is None:
+        return {i: f"class {i}" for i in range(n)}
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    try:
+        names = {int(k): str(v) for k, v in items}
+    except (TypeError, ValueError):
+        raise SegdeepError(f"{where}: class_names must map class indices to names, got {value!r}"[:200]) from None
+    if sorted(names) != list(range(len(names))):
+        raise SegdeepError(f"{where}: class_names indices must be 0..{len(names) - 1}, got {sorted(names)}")
+    return names
+
+
+def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
+    """Read the card of an ONNX segmentation model (segdeep's export or Deepness-style metadata)."""
+    path = Path(path)
+    where = str(path)
+    graph = _load_graph(path)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    inputs = [i for i in graph.graph.input if i.name not in {t.name for t in graph.graph.initializer}]
+    if len(inputs) != 1 or len(_dims(inputs[0])) != 4:
+        raise SegdeepError(f"{where}: expected one N x bands x height x width image input, got "
+                           f"{[(i.name, _dims(i)) for i in inputs]}")
+    _, channels, height, width = _dims(inputs[0])
+    out_dims = _dims(graph.graph.output[0])
+    if CARD_KEY in meta:
+        card = ModelCard.from_dict(_value(meta, CARD_KEY, where), where=where)
+        output = _value(meta, OUTPUT_KEY, where) or "probabilities"
+        if output not in ("probabilities", "logits"):
+            raise SegdeepError(f"{where}: {OUTPUT_KEY} {output!r}: expected 'probabilities' or 'logits'")
+        if height and height != card.tile_size:
+            card = replace(card, tile_size=int(height))
+        return OnnxInfo(card, output, binary=False)
+    model_type = _value(meta, "model_type", where)
+    if model_type not in (None, "Segmentor"):
+        raise SegdeepError(f"{where}: model_type {model_type!r}; segdeep runs segmentation models ('Segmentor')")
+    if channels is None:
+        raise SegdeepError(f"{where}: the input's band count is not fixed ({_dims(inputs[0])}); export the model "
+                           "with a fixed number of bands")
+    out_channels = out_dims[1] if len(out_dims) == 4 else None
+    binary = out_channels == 1
+    n = 2 if binary else out_channels
+    names = _class_names(_value(meta, "class_names", where), n or 0, where)
+    if binary and len(names) == 1:
+        names = {0: "background", 1: names[0]}
+    if n is not None and len(names) != n:
+        raise SegdeepError(f"{where}: class_names lists {len(names)} classes but the output has {out_channels} "
+                           "channels")
+    mean = _value(meta, "standardization_mean", where) or [0.0] * channels
+    std = _value(meta, "standardization_std", where) or [1.0] * channels
+    if isinstance(mean, int | float):
+        mean = [float(mean)] * channels
+    if isinstance(std, int | float):
+        std = [float(std)] * channels
+    tile = _value(meta, "tile_size", where) or height or width or 512
+    resolution = _value(meta, "resolution", where)
+    classes = [ClassInfo(i, names[i], _COLOURS[i % len(_COLOURS)]) for i in sorted(names)]
+    card = ModelCard(architecture="onnx", classes=classes, name=graph.graph.name or path.stem,
+                     bands=list(range(1, channels + 1)), mean=[float(m) for m in mean], std=[float(s) for s in std],
+                     scale=1 / 255, tile_size=int(tile), gsd=float(resolution) / 100 if resolution else None,
+                     training={"source": "ONNX metadata (Deepness-style)"})
+    card.validate(where)
+    return OnnxInfo(card, "probabilities", binary)

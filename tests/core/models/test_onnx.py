@@ -50,7 +50,7 @@ def test_onnxruntime_matches_torch(tmp_path, arch):
 def test_deepness_metadata_and_cli(tmp_path, capsys):
     _, bundle = _bundle(tmp_path, "unet")
     out = tmp_path / "qgis" / "dubai.onnx"
-    assert main(["export-onnx", str(bundle), "--out", str(out), "--tile-size", "32", "--logits"]) == 0
+    assert main(["export-onnx", str(bundle), "--out", str(out), "--tile-size", "32", "--logits", "--opset", "15"]) == 0
     assert "dubai.onnx" in capsys.readouterr().out
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
@@ -58,6 +58,11 @@ def test_deepness_metadata_and_cli(tmp_path, capsys):
     assert meta["class_names"] == {str(c.index): c.name for c in DUBAI_CLASSES}
     assert meta["resolution"] == pytest.approx(25.0)  # 0.25 m/px in cm/px
     assert meta["tile_size"] == 32
+    # Deepness's defaults would threshold at 0.5 and drop small segments: both off; overlap as segdeep's
+    assert meta["seg_thresh"] == 0 and meta["seg_small_segment"] == 0
+    assert meta["tiles_overlap"] == 25  # 8 px of a 32 px tile, in percent
+    assert onnx.load(str(out)).opset_import[0].version == 15
+    assert meta["segdeep_output"] == "logits"
     # Deepness feeds pixel / 255 then standardises: same input as the card's (pixel/255 - mean)/std.
     assert meta["standardization_mean"] == pytest.approx([0.4, 0.4, 0.4, 0.3])
     assert meta["standardization_std"] == pytest.approx([0.2, 0.2, 0.2, 0.25])
@@ -78,6 +83,17 @@ def test_deepness_standardization_follows_scale():
     m, s = json.loads(meta["standardization_mean"])[0], json.loads(meta["standardization_std"])[0]
     assert (pixel / 255 - m) / s == pytest.approx(ours)
     assert "resolution" not in meta  # no gsd, no resolution
+    assert json.loads(deepness_metadata(card, 128, gsd=0.5, overlap=32)["resolution"]) == pytest.approx(50.0)
+    assert json.loads(deepness_metadata(card, 128, overlap=32)["tiles_overlap"]) == 25
+
+
+def test_opset_and_gsd_limits(tmp_path):
+    _, bundle = _bundle(tmp_path, "unet")
+    for args, message in ((["--opset", "14"], "--opset 14: use 15 or later"), (["--gsd", "0"], "--gsd 0.0")):
+        with pytest.raises(SegdeepError, match=message):
+            export_onnx(bundle, tmp_path / "x.onnx", opset=int(args[1]) if args[0] == "--opset" else 17,
+                        gsd=float(args[1]) if args[0] == "--gsd" else None)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_bundle_is_a_one_line_error(tmp_path, capsys):
