@@ -82,12 +82,24 @@ def _source_grid(meta: dict, ref_path: str):
                       count=1, dtype="uint8", crs=crs, transform=transform, nodata=255, georeferenced=True)
 
 
-def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Path | None = None,
+def iter_scores(pred: np.ndarray, ref, classes, *, out_dir: str | Path | None = None,
                 inputs: dict | None = None) -> Generator[tuple[int, int], None, tuple[dict, dict, bytes]]:
-    """Score ``pred`` against ``ref`` in strips of rows; yields ``(rows_done, rows_total)``; returns
-    ``(scores dict, report paths (empty without out_dir), confusion-matrix PNG bytes)``."""
+    """Score ``pred`` against ``ref`` in strips of :data:`ROWS_PER_STEP` rows.
+
+    ``ref`` is an array, or a function returning it (run here, so a slow reference file is read in
+    the worker). Yields ``(steps_done, steps_total)``: reading the reference, one step per strip,
+    the report files and the confusion-matrix picture; returns ``(scores dict, report paths (empty
+    without out_dir), confusion-matrix PNG bytes)``. Closing the generator stops it between steps.
+    """
     from segdeep.evaluate import ConfusionMatrix, confusion_png, scores, write_report
 
+    h = pred.shape[0]
+    strips = -(-h // ROWS_PER_STEP)
+    total = 1 + strips + bool(out_dir) + 1
+    if callable(ref):
+        yield 0, total
+        ref = ref()
+    yield 1, total
     if pred.shape != ref.shape:
         raise SegdeepError(f"labels {pred.shape[::-1]} and reference {ref.shape[::-1]} differ in size (w x h)")
     k = max(c.index for c in classes) + 1
@@ -97,10 +109,14 @@ def iter_scores(pred: np.ndarray, ref: np.ndarray, classes, *, out_dir: str | Pa
         if bad.any():
             raise SegdeepError(f"{bad_name}: value {int(arr[bad][0])} is not a class of the palette (0-{k - 1}) "
                                "nor nodata (255)")
-    h = pred.shape[0]
-    for r in range(0, h, ROWS_PER_STEP):
+    for i, r in enumerate(range(0, h, ROWS_PER_STEP)):
         cm.update(ref[r:r + ROWS_PER_STEP], pred[r:r + ROWS_PER_STEP])
-        yield min(h, r + ROWS_PER_STEP), h
+        yield 2 + i, total
     result = scores(cm, classes)
-    paths = write_report(result, out_dir, classes=classes, inputs=inputs or {}) if out_dir else {}
-    return result, paths, confusion_png(result)
+    paths = {}
+    if out_dir:
+        paths = write_report(result, out_dir, classes=classes, inputs=inputs or {})
+        yield total - 1, total
+    png = confusion_png(result)
+    yield total, total
+    return result, paths, png

@@ -26,7 +26,7 @@ from segdeep.errors import SegdeepError
 
 from ._layers import labels_array, layer_classes
 from ._sample_data import cache_dir
-from ._scoring import iter_scores, reference_labels
+from ._scoring import check_not_self, iter_scores, reference_labels
 from ._widgets_common import LayerCombo, is_prediction
 from ._workers import Job, Outcome, guarded
 
@@ -124,8 +124,14 @@ class EvaluateWidget(QWidget):
         classes = layer_classes(layer)
         ref_layer = self.reference.layer(required=False)
         ref_path = self.reference_file.text().strip() or None
+        check_not_self(layer, ref_layer=ref_layer)
+        if ref_layer is None and not ref_path:
+            raise SegdeepError("no reference: choose a reference Labels layer or a label file")
         pred = labels_array(layer.data)
-        ref = reference_labels(layer, classes, ref_layer=ref_layer, ref_path=None if ref_layer else ref_path)
+
+        def ref():  # read in the worker: a large reference file takes a while
+            return reference_labels(layer, classes, ref_layer=ref_layer, ref_path=None if ref_layer else ref_path)
+
         out = self.out_dir.text().strip() or None
         if out:
             from pathlib import Path
@@ -135,9 +141,14 @@ class EvaluateWidget(QWidget):
         inputs = {"prediction": f"layer {layer.name}",
                   "reference": f"layer {ref_layer.name}" if ref_layer else str(ref_path)}
         self.run_button.setEnabled(False)
-        self.status.setText("evaluating…")
+        self.status.setText("reading the reference…")
         self.job = Job(lambda: iter_scores(pred, ref, classes, out_dir=out, inputs=inputs),
-                       desc=f"Evaluate {layer.name}", on_end=self._done, progress_of=lambda e: e)
+                       desc=f"Evaluate {layer.name}", on_end=self._done, progress_of=lambda e: e,
+                       on_event=self._progress)
+
+    def _progress(self, event) -> None:
+        done, total = event
+        self.status.setText("reading the reference…" if done == 0 else f"scoring… step {done} / {total}")
 
     def _done(self, outcome: Outcome) -> None:
         self.last_outcome = outcome

@@ -126,31 +126,34 @@ class ExportWidget(QWidget):
         options = dict(simplify=self.simplify.value(), min_area=self.min_area.value(),
                        layer_per_class=self.layer_per_class.isChecked(), classes=classes)
 
-        def work():
+        def work():  # progress in hundredths of a stage: label GeoTIFF, polygons, report
             written = []
-            steps = 1 + bool(raster) + bool(vector) + (ref is not None)
+            stages = 1 + bool(vector) + (ref is not None)
+            total = 100 * stages
+            yield 0, total
             with tempfile.TemporaryDirectory(prefix="segdeep-export-") as tmp:
                 cog = Path(raster) if raster else Path(tmp) / "labels.tif"
                 write_labels(cog, labels, crs=crs, transform=transform, classes=classes)
                 if raster:
                     written.append(str(cog))
-                yield 1, steps
+                yield 100, total
                 if vector:
                     summary = vectorize_raster(cog, vector, **options)
                     written += summary["files"]
-                    yield 2, steps
+                    yield 200, total
             if ref is not None:
+                base = total - 100
                 scorer = iter_scores(labels, ref, classes, out_dir=report_dir or None,
                                      inputs={"prediction": raster or f"layer {layer.name}",
                                              "reference": f"layer {ref_layer.name}" if ref_layer else ref_path})
                 while True:
                     try:
-                        next(scorer)
+                        done, steps = next(scorer)
                     except StopIteration as stop:
                         _scores, paths, _png = stop.value
                         break
+                    yield base + 100 * done // steps, total
                 written += [str(p) for p in paths.values()]
-                yield steps, steps
             return written
 
         self.run_button.setEnabled(False)

@@ -263,19 +263,36 @@ class SegmentWidget(QWidget):
             raise
         image_name = layer.name
 
+        crf_on = config.crf is not None
+        seen = {"tiles": 0, "total": 1, "blocks": 0, "total_blocks": 1}
+
         def progress_of(event):
+            # with the CRF the bar is half tiles, half CRF blocks: it keeps moving after the last tile
             if isinstance(event, PredictStarted):
                 self.last_started = event
                 on = f", {event.workers} x {event.threads} thread(s)" if event.workers else ""
                 self.device_used.setText(f"→ {event.device} ({event.precision}, batch {event.batch_size}{on})")
-                return 0, max(1, event.total_tiles)
-            if isinstance(event, TilesDone):
-                return event.done, max(1, event.total)
-            return None
+                seen.update(total=max(1, event.total_tiles), total_blocks=max(1, event.total_blocks))
+            elif isinstance(event, TilesDone):
+                seen.update(tiles=event.done, total=max(1, event.total))
+            elif isinstance(event, BlockDone):
+                seen.update(blocks=event.done, total_blocks=max(1, event.total))
+            else:
+                return None
+            if not crf_on:
+                return seen["tiles"], seen["total"]
+            return seen["tiles"] + seen["blocks"] * seen["total"] // seen["total_blocks"], 2 * seen["total"]
 
         def on_event(event):
-            if isinstance(event, BlockDone):
-                self.status.setText(f"block {event.done} / {event.total}")
+            if isinstance(event, TilesDone):
+                self.status.setText(f"tiles {event.done} / {event.total}"
+                                    + (" (then the dense CRF, block by block)" if crf_on else ""))
+                if crf_on and event.done == event.total:
+                    self.status.setText(f"dense CRF on block {seen['blocks'] + 1} / {seen['total_blocks']}…")
+            elif isinstance(event, BlockDone):
+                self.status.setText(f"block {event.done} / {event.total} written"
+                                    + (f"; dense CRF on block {event.done + 1}…" if crf_on and event.done < event.total
+                                       else ""))
 
         def on_end(outcome: Outcome):
             self.last_outcome = outcome

@@ -190,7 +190,7 @@ class TrainWidget(QWidget):
                 self.status.setText(f"epoch {event.epoch}, step {event.step}/{event.steps_per_epoch}: "
                                     f"loss {event.loss:.3f}, {event.tiles_per_second:.1f} tiles/s")
             elif isinstance(event, EpochDone):
-                self.status.setText(f"epoch {event.epoch + 1} done: loss {event.train_loss:.3f}")
+                self.status.setText(f"epoch {event.epoch} done: loss {event.train_loss:.3f}")  # 1-based
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

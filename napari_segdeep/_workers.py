@@ -111,6 +111,7 @@ class Job:
         self.ended = False  # True once the end handler has run
         self._on_event, self._on_end, self._progress_of = on_event, on_end, progress_of
         self.pbar = progress(total=0, desc=desc)
+        self._bar_target, self._bar_moving = 0, False
         self.worker = create_worker(_drive, make, self.cancel_event, _start_thread=False)
         self.worker.yielded.connect(self._event)
         self.worker.returned.connect(self._returned)
@@ -133,11 +134,24 @@ class Job:
             if step is not None:
                 done, total = step
                 if self.pbar.total != total:
-                    self.pbar.total = total
-                self.pbar.n = done
-                self.pbar.refresh()
+                    self.pbar.total = total  # emits napari's "total" event: the activity bar gets its scale
+                self._move_bar(done)
         if self._on_event is not None:
             self._on_event(event)
+
+    def _move_bar(self, done: int) -> None:
+        """Move the bar to ``done`` with ``update`` (emits napari's "value" event, which setting ``n``
+        would not). The activity dock repaints inside ``update`` and may deliver the worker's next
+        event then: that re-entrant call only moves the target, so the bar never goes backwards."""
+        self._bar_target = done
+        if self._bar_moving:
+            return
+        self._bar_moving = True
+        try:
+            while self.pbar.n != self._bar_target:
+                self.pbar.update(self._bar_target - self.pbar.n)
+        finally:
+            self._bar_moving = False
 
     def _returned(self, outcome: Outcome) -> None:
         self.outcome = outcome

@@ -61,3 +61,22 @@ def wait_job(qtbot):
 def arrays():
     """``arrays(size)`` -> (image 3 x size x size uint8, labels size x size uint8)."""
     return scene_arrays
+
+
+@pytest.fixture
+def progress_log(monkeypatch):
+    """Every napari progress bar the plugin opens, as ``[(desc, [(n, total), ...])]``: what the
+    activity dock is told (napari's ``value`` events), in order."""
+    import napari.utils
+
+    bars = []
+
+    class Recording(napari.utils.progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            record = (kwargs.get("desc", ""), [])
+            bars.append(record)
+            self.events.value.connect(lambda e: record[1].append((int(e.value), int(self.total))))
+
+    monkeypatch.setattr(napari.utils, "progress", Recording)
+    return bars

@@ -83,7 +83,6 @@ def test_finetune_from_files(train, tiny_bundle, tmp_path, wait_job):
     labels_path = write_labels(tmp_path / "lab.tif", truth, crs=CRS, transform=TRANSFORM, classes=DUBAI_CLASSES)
     w.image_file.setText(str(image_path))
     w.labels_file.setText(str(labels_path))
-    viewer.add_image(np.zeros((32, 32), np.uint8), name="another image")  # newest, but not the one trained on
     w.epochs.setValue(1)
     w.run_button.click()
     wait_job(w, timeout=120_000)
