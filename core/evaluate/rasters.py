@@ -19,21 +19,23 @@ from ..models.card import load_classes
 from .metrics import ConfusionMatrix, scores
 
 
-def check_aligned(pred: RasterInfo, truth: RasterInfo, tolerance: float = 1e-6) -> None:
+def check_aligned(pred: RasterInfo, truth: RasterInfo, tolerance: float = 1e-6, *,
+                  reference: str = "the prediction") -> None:
     """Raise a :class:`SegdeepError` saying exactly what differs when two rasters are not aligned.
 
     Sizes must be equal; when both are georeferenced, CRS and transform must be equal too
-    (transform coefficients within ``tolerance`` of a pixel).
+    (transform coefficients within ``tolerance`` of a pixel). ``reference`` names ``pred`` in the
+    message (e.g. ``"the image"``).
     """
     if (pred.width, pred.height) != (truth.width, truth.height):
         raise SegdeepError(
-            f"{truth.path}: size {truth.width} x {truth.height} px differs from the prediction "
+            f"{truth.path}: size {truth.width} x {truth.height} px differs from {reference} "
             f"{pred.path} ({pred.width} x {pred.height} px); both must cover the same grid"
         )
     if pred.georeferenced and truth.georeferenced:
         if pred.crs != truth.crs:
             raise SegdeepError(
-                f"{truth.path}: CRS {truth.crs.to_string()} differs from the prediction's "
+                f"{truth.path}: CRS {truth.crs.to_string()} differs from {reference}'s "
                 f"{pred.crs.to_string()} ({pred.path}); reproject one onto the other's grid"
             )
         px = max(abs(pred.transform.a), abs(pred.transform.e))
@@ -41,7 +43,8 @@ def check_aligned(pred: RasterInfo, truth: RasterInfo, tolerance: float = 1e-6) 
         if max(diffs[0:2] + diffs[3:5]) > tolerance or max(diffs[2], diffs[5]) > tolerance * px * 1e3:
             raise SegdeepError(
                 f"{truth.path}: transform {tuple(round(v, 6) for v in truth.transform[:6])} differs from "
-                f"the prediction's {tuple(round(v, 6) for v in pred.transform[:6])} ({pred.path})"
+                f"{reference}'s {tuple(round(v, 6) for v in pred.transform[:6])} ({pred.path}); the rasters do not "
+                "line up pixel for pixel"
             )
 
 

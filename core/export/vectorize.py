@@ -157,7 +157,27 @@ class _Sink:
         """Flush everything; return the final paths of the files written."""
         for layer in layers:
             self.flush(layer)
+        self.verify(layers)
         return sorted({self.file_for(layer) for layer in layers})
+
+    def verify(self, layers: list[str]) -> None:
+        """Read back each layer's feature count: GDAL's GeoJSON writer can fail on a full disk without
+        an error and leave an empty file, which must not get a final name."""
+        import pyogrio
+
+        for layer in layers:
+            target = self.tmpdir / self.file_for(layer).name
+            try:
+                found = pyogrio.read_info(target, layer=layer)["features"]
+            except Exception as exc:  # noqa: BLE001 - any failure to read back means a bad file
+                found, why = None, " ".join(str(exc).split())[:120]
+            else:
+                why = f"{found} of {self.counts.get(layer, 0)} polygons written"
+            if found != self.counts.get(layer, 0):
+                st = os.statvfs(self.tmpdir)
+                full = "the disk is full; " if st.f_bavail * st.f_frsize < (1 << 20) else ""
+                raise SegdeepError(f"{self.out_path}: writing layer {layer!r} failed ({why}); {full}"
+                                   f"free some space or choose another folder")
 
 
 def _resolve_exclude(exclude: Sequence[int | str], classes: list[ClassInfo]) -> list[int]:

@@ -124,8 +124,9 @@ def read_pixels(ds, bands, window: Window | None = None, *, masks: bool = False,
     except RasterioIOError as exc:
         where = "" if window is None else (f" at col {int(window.col_off)}, row {int(window.row_off)} "
                                            f"({int(window.width)} x {int(window.height)} px)")
+        cause = exc.__cause__ or exc.__context__ or exc  # rasterio's own text says "see previous exception"
         raise SegdeepError(f"{ds.name}: cannot read pixels{where}: the file is truncated or damaged "
-                           f"({str(exc).splitlines()[0][:160]})") from None
+                           f"({' '.join(str(cause).split())[:160]})") from None
 
 
 def finite_pixels(data: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from ..io.paths import check_outputs
 from ..io.raster import check_bands
 from .config import PredictConfig
 from .finish import prepare_out_dir
-from .tiles import BlockGrid, Rect, TileGrid, check_tiling, snap_block_size
+from .tiles import BlockGrid, Rect, TileGrid, check_tile_overlap, snap_block_size
 
 
 def model_tile_size(card, tile_size: int | None = None) -> int:
@@ -133,7 +133,7 @@ def plan_run(config: PredictConfig, info, card) -> RunPlan:
     image = config.image
     tile_size = model_tile_size(card, config.tile_size)
     overlap = default_overlap(tile_size) if config.overlap is None else config.overlap
-    check_tiling(tile_size, overlap, info.width, info.height, where=str(image))
+    check_tile_overlap(tile_size, overlap)  # a raster smaller than a tile: the tile is padded (as nodata)
     want = list(card.bands)
     bands = list(config.bands) if config.bands else want
     if len(bands) != len(want):

@@ -23,6 +23,7 @@ from ..classes import NODATA_LABEL, ClassInfo
 from ..crf.colour import crf_colours, read_colour_limits
 from ..crf.dense import CRFParams, block_windows, dense_crf_params, unary_from_labels
 from ..errors import SegdeepError
+from ..evaluate.rasters import check_aligned
 from ..io.raster import LabelWriter, RasterInfo, open_raster, read_window
 from ..models.card import load_classes
 from .postprocess import postprocess
@@ -99,9 +100,7 @@ def refine_raster(
     palette = classes if isinstance(classes, list) else load_classes(classes)
     img_info = open_raster(image)
     src_info = open_raster(source)
-    if (img_info.width, img_info.height) != (src_info.width, src_info.height):
-        raise SegdeepError(f"{source}: size {src_info.width} x {src_info.height} differs from the image's "
-                           f"{img_info.width} x {img_info.height}; both rasters must cover the same pixels")
+    check_aligned(img_info, src_info, reference="the image")  # the same grid, as evaluate requires
     img_bands = _image_bands(img_info, bands)
     kind = _source_kind(src_info, len(palette))
     if block_size < 64:

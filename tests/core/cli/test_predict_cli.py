@@ -56,7 +56,7 @@ def test_window_option_crops_the_output(files, tmp_path, capsys):
     (["--overlap", "64"], "overlap 64 must be smaller than the tile size 64"),
     (["--bands", "1,2"], "takes 3 band"),
     (["--bands", "1,2,5"], "has 3 band"),
-    (["--tile-size", "256"], "larger than the image"),
+    (["--tile-size", "0"], "tile size 0 must be a positive"),
     (["--window", "1,2,3"], "expected 4"),
     (["--batch-size", "zero"], "batch size"),
     (["--workers", "0"], "workers '0' must be a whole number >= 1 or 'auto'"),

@@ -326,7 +326,7 @@ def test_resume_with_different_settings_is_refused(image, tmp_path):
     (dict(bands=[1, 2]), "takes 3 band"),
     (dict(bands=[1, 2, 4]), "has 3 band"),
     (dict(overlap=64), "smaller than the tile"),
-    (dict(tile_size=512), "larger than the image"),
+    (dict(tile_size=0), "tile size 0 must be a positive"),
     (dict(window=(200, 0, 100, 10)), "not inside"),
     (dict(batch_size="many"), "batch size"),
     (dict(device="tpu"), "not known"),
