@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 from segdeep.errors import SegdeepError
@@ -27,7 +26,7 @@ from segdeep.errors import SegdeepError
 from ._layers import labels_array, layer_classes
 from ._sample_data import cache_dir
 from ._scoring import check_not_self, iter_scores, reference_labels
-from ._widgets_common import LayerCombo, is_prediction
+from ._widgets_common import LayerCombo, dock_layout, is_prediction
 from ._workers import Job, Outcome, guarded
 
 SCORE_NAMES = (("pixel_accuracy", "Pixel accuracy"), ("mean_accuracy", "Mean accuracy"),
@@ -100,14 +99,7 @@ class EvaluateWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.table)
-        layout.addWidget(self.confusion)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        dock_layout(self, [form, self.summary, self.table, self.confusion], [self.run_button, self.status])
 
     def _pick_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Reference labels", "", "Rasters and vectors (*.tif *.tiff *.png *.vrt *.gpkg *.geojson *.shp);;All (*)")

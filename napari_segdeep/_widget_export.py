@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 from segdeep.errors import SegdeepError
@@ -28,7 +27,7 @@ from segdeep.errors import SegdeepError
 from ._layers import labels_array, layer_classes
 from ._sample_data import cache_dir
 from ._scoring import iter_scores, reference_labels
-from ._widgets_common import LayerCombo, is_prediction
+from ._widgets_common import LayerCombo, dock_layout, is_prediction
 from ._workers import Job, Outcome, guarded
 from ._writer import layer_georef
 
@@ -75,11 +74,7 @@ class ExportWidget(QWidget):
         self.run_button.clicked.connect(lambda: self.run())
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        dock_layout(self, [form], [self.run_button, self.status])
 
     def _path_row(self, default: str, filter_: str):
         edit = QLineEdit(default)

@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from segdeep.errors import SegdeepError
@@ -36,7 +35,7 @@ from ._layers import (
     source_file,
     visible_window,
 )
-from ._widgets_common import LayerCombo, follow_labels
+from ._widgets_common import LayerCombo, dock_layout, follow_labels
 from ._workers import Job, Outcome, guarded
 
 REGION_LAYER = "segdeep region"
@@ -142,13 +141,7 @@ class RefineWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.palette_box)
-        layout.addWidget(self.crf)
-        layout.addLayout(actions)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        dock_layout(self, [form, self.palette_box, self.crf], [actions, self.status])
         self.labels.currentTextChanged.connect(lambda _t: self.build_palette())
         self.build_palette()
 

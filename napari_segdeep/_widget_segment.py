@@ -40,7 +40,13 @@ from ._layers import (
     write_layer_geotiff,
 )
 from ._sample_data import cache_dir, default_bundle
-from ._widgets_common import LayerCombo, card_html, read_bundle_card
+from ._widgets_common import (
+    LayerCombo,
+    card_html,
+    dock_layout,
+    fold_when_unchecked,
+    read_bundle_card,
+)
 from ._workers import Job, Outcome, guarded, notify_info
 
 
@@ -104,12 +110,19 @@ class SegmentWidget(QWidget):
         self.batch_size.setValue(0)
         self.visible_only = QCheckBox("only the visible region")
         self.probabilities = QCheckBox("also a probability layer")
+        self.scales = QLineEdit("1")
+        self.scales.setToolTip("test-time scale factors of each tile, e.g. 0.75,1,1.25: the model runs at each "
+                               "and the probabilities are averaged (DeepLab's multi-scale inference); "
+                               "1 is one pass")
+        self.flip = QCheckBox("also run flipped left-right (2x the time)")
         form = QFormLayout()
         form.addRow("Image layer", self.image)
         form.addRow("Device", dev_row)
         form.addRow("Tile size", self.tile_size)
         form.addRow("Overlap", self.overlap)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("Scales", self.scales)
+        form.addRow(self.flip)
         form.addRow(self.visible_only)
         form.addRow(self.probabilities)
 
@@ -144,13 +157,8 @@ class SegmentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(model_box)
-        layout.addLayout(form)
-        layout.addWidget(self.crf)
-        layout.addLayout(actions)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        dock_layout(self, [model_box, form, self.crf], [actions, self.status])
+        fold_when_unchecked(self.crf)
 
         self.bundle.editingFinished.connect(lambda: self._load_card())
         self.device.currentTextChanged.connect(self._show_device)
@@ -257,6 +265,7 @@ class SegmentWidget(QWidget):
                                    tile_size=self.tile_size.value(), overlap=self.overlap.value(),
                                    batch_size=self.batch_size.value() or "auto", device=self.device.currentText(),
                                    crf=self.crf_params(), probabilities=self.probabilities.isChecked(),
+                                   scales=self.scales.text(), flip=self.flip.isChecked(),
                                    window=window, preview=False)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)

@@ -21,14 +21,13 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from segdeep.errors import SegdeepError
 
 from ._layers import check_pair, image_region, labels_array, linked_image
 from ._sample_data import cache_dir, default_bundle
-from ._widgets_common import LayerCombo, follow_labels, read_bundle_card
+from ._widgets_common import LayerCombo, dock_layout, follow_labels, read_bundle_card
 from ._workers import Job, Outcome, guarded, notify_info
 
 
@@ -101,11 +100,7 @@ class TrainWidget(QWidget):
         actions.addWidget(self.cancel_button)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(actions)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        dock_layout(self, [form], [actions, self.status])
 
     def _pick(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model bundle", "", "segdeep model bundles (*.safetensors)")

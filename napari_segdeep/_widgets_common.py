@@ -7,7 +7,7 @@ from pathlib import Path
 
 import napari
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QFrame, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 from segdeep.errors import SegdeepError
 
 
@@ -103,6 +103,44 @@ def follow_labels(image: LayerCombo, labels: LayerCombo) -> None:
 def is_prediction(layer) -> bool:
     """True for a Labels layer that a segdeep model wrote (its metadata names the bundle)."""
     return bool((layer.metadata or {}).get("bundle"))
+
+
+def dock_layout(widget: QWidget, body: list, footer: list) -> QVBoxLayout:
+    """Lay out a dock: ``body`` (widgets and layouts) in a scroll area, ``footer`` (the action
+    buttons and the status line) pinned below it, so a dock fits a small screen (it scrolls) and
+    its status and errors are always in sight. Returns the body's layout."""
+    inner = QWidget()
+    body_layout = QVBoxLayout(inner)
+    body_layout.setContentsMargins(4, 4, 4, 4)
+    for item in body:
+        (body_layout.addWidget if isinstance(item, QWidget) else body_layout.addLayout)(item)
+    body_layout.addStretch(1)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(inner)
+    area.setMinimumHeight(60)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area, 1)
+    for item in footer:
+        if isinstance(item, QLabel):
+            item.setWordWrap(True)
+            item.setMaximumHeight(80)  # a long error wraps, it does not push the buttons away
+        (outer.addWidget if isinstance(item, QWidget) else outer.addLayout)(item)
+    return body_layout
+
+
+def fold_when_unchecked(box: QGroupBox) -> None:
+    """Hide a checkable group's settings while it is off (a compact dock), show them when on."""
+
+    def show(on: bool) -> None:
+        for child in box.findChildren(QWidget):
+            if child.parent() is box:
+                child.setVisible(on)
+
+    box.toggled.connect(show)
+    show(box.isChecked())
 
 
 def read_bundle_card(path: str | Path):
