@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 
 import napari
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QFrame, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 from segdeep.errors import SegdeepError
 
@@ -120,6 +120,7 @@ def dock_layout(widget: QWidget, body: list, footer: list) -> QVBoxLayout:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(inner)
     area.setMinimumHeight(60)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fields narrow with the dock
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area, 1)
