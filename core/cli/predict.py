@@ -82,6 +82,12 @@ def configure(parser) -> None:
     crf.add_argument("--crf-bilateral-srgb", type=float, default=None, metavar="LEVELS",
                      help="appearance colour width (0-255 levels)")
     crf.add_argument("--crf-bilateral-compat", type=float, default=None, metavar="W", help="appearance weight")
+    fusion = parser.add_argument_group("test-time fusion (DeepLab's multi-scale inference)")
+    fusion.add_argument("--scales", default=None, metavar="0.5,0.75,1,1.25,1.5",
+                        help="run each tile at these scale factors and average the probabilities "
+                             "(default 1: one pass; each scale costs about scale^2 passes)")
+    fusion.add_argument("--flip", action="store_true",
+                        help="also run each tile (at each scale) mirrored left-right and average (2x the time)")
     parser.add_argument("--probabilities", action="store_true", help="also write probabilities.tif (uint8 per class)")
     parser.add_argument("--truth", default=None, metavar="LABELS",
                         help="reference label raster on the image's grid: writes the accuracy report")
@@ -135,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
         precision=args.precision, workers=args.workers,
         bands=_ints(args.bands, None, "--bands") if args.bands else None, crf=_crf_params(args),
         probabilities=args.probabilities, truth=args.truth, resume=args.resume, vector=args.vector,
-        window=_ints(args.window, 4, "--window") if args.window else None,
+        scales=args.scales, flip=args.flip, window=_ints(args.window, 4, "--window") if args.window else None,
         bounds=_floats(args.bounds, 4, "--bounds") if args.bounds else None,
     )
 

@@ -154,6 +154,7 @@ def _iter_predict_distributed(config: PredictConfig, scheduler, retries: int,
             run_id=run_id, width=info.width, height=info.height, tile_size=tile_size, overlap=int(overlap),
             bands=tuple(bands), device=config.device, precision=config.precision, batch_size=config.batch_size,
             crf=crf.to_dict() if crf is not None else None, crf_limits=crf_limits, probabilities=probabilities,
+            scales=tuple(config.scales), flip=config.flip,
             truth=shared_path(truth) if truth else None, num_classes=max(c.index for c in classes) + 1,
             ignore_index=int(getattr(card, "ignore_index", 255)), crs_wkt=info.crs.to_wkt() if info.crs else None,
             transform=tuple(info.transform)[:6])

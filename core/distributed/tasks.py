@@ -38,6 +38,7 @@ from ..io.raster import label_profile, read_window
 from ..io.raster import open_dataset as _open
 from ..models.bundle import load_bundle
 from ..predict.engine import Engine
+from ..predict.fusion import TestTimeFusion
 from ..predict.source import rio_window
 from ..predict.tiles import Rect, TileGrid
 from ..runtime import drain, resolve_batch_size, resolve_device, resolve_precision
@@ -124,6 +125,8 @@ class BlockJob:
     crf: dict | None = None
     crf_limits: Limits | None = None  # the CRF colour stretch of the whole raster (segdeep.crf.colour)
     probabilities: bool = False
+    scales: tuple[float, ...] = (1.0,)  # test-time fusion (segdeep.predict.fusion)
+    flip: bool = False
     truth: str | None = None
     num_classes: int = 0  # confusion matrix size (with truth)
     ignore_index: int = NODATA_LABEL
@@ -138,7 +141,8 @@ def _engine(job: BlockJob) -> tuple[Engine, float]:
     load_s = LOAD_COUNT["seconds"] - loads
     engine = Engine(model, card, grid=TileGrid(job.width, job.height, job.tile_size, job.overlap), device=dev,
                     precision=resolve_precision(job.precision, dev),
-                    batch_size=resolve_batch_size(job.batch_size, dev, job.tile_size))
+                    batch_size=resolve_batch_size(job.batch_size, dev, job.tile_size),
+                    fusion=TestTimeFusion(job.scales, job.flip))
     return engine, load_s
 
 

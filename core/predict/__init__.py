@@ -1,7 +1,7 @@
 """The main job: segmenting a raster of any size with a model bundle, one module per stage: config
 (the settings, checked) -> plan (blocks and the global tile grid) -> source (block reads) -> tiles ->
-engine (batches through the model, blended softmax) -> optional dense CRF -> sinks (label GeoTIFF,
-probabilities, confusion matrix); journal (resume an interrupted run), finish (COG, preview,
+engine (batches through the model, blended softmax; fusion: test-time scales and flips) -> optional
+dense CRF -> sinks (label GeoTIFF, probabilities, confusion matrix); journal (resume an interrupted run), finish (COG, preview,
 run.json) and events (the progress the run yields). :func:`iter_predict` is the generator;
 :func:`predict_raster` and :func:`predict_array` drain it.
 
@@ -28,6 +28,9 @@ _LAZY = {
     "TileGrid": "tiles",
     "BlockGrid": "tiles",
     "plan_run": "plan",
+    "TestTimeFusion": "fusion",
+    "fused_probabilities": "fusion",
+    "parse_scales": "fusion",
 }
 
 __all__ = sorted(_LAZY)

@@ -17,6 +17,7 @@ from typing import Any
 from ..crf.params import CRFParams
 from ..errors import SegdeepError
 from ..runtime import PRECISIONS, parse_count
+from .fusion import TestTimeFusion, parse_scales
 from .tiles import check_tile_overlap, check_whole
 
 __all__ = ["PredictConfig", "resolve_config", "run_parameters"]
@@ -68,6 +69,8 @@ def _crf(crf) -> CRFParams | None:
         raise SegdeepError(f"crf {crf!r}: expected segdeep.crf.params.CRFParams (or its dict) or None")
     if crf.iterations < 0:
         raise SegdeepError(f"CRF iterations {crf.iterations} (--crf-iterations): must be >= 0")
+    if int(crf.window_size) != crf.window_size or crf.window_size < 16:
+        raise SegdeepError(f"CRF window size {crf.window_size!r}: must be a whole number of pixels >= 16")
     return replace(crf)  # a copy: the caller's object may change after the run starts
 
 
@@ -83,13 +86,17 @@ class PredictConfig:
         out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional outputs.
         tile_size: model input in pixels (None: the card's). overlap: pixels shared by neighbouring
             tiles, at most tile_size / 2 (None: 64, or tile_size / 4 under 256 px). block_size:
-            block side in pixels, rounded up to whole tile strides (memory, not labels, depends on it).
+            block side in pixels, rounded up to whole tile strides (whole CRF windows with the CRF;
+            memory, not labels, depends on it).
         bands: 1-based raster bands fed to the model (None: the card's).
         batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.
         workers: CPU batches computed at once or ``"auto"`` (see :func:`segdeep.runtime.resolve_workers`);
             labels do not depend on it.
         crf: dense-CRF settings to refine each block with, or None.
+        scales: test-time scale factors of each tile (e.g. ``(0.75, 1, 1.25)`` or ``"0.75,1,1.25"``),
+            whose probabilities are averaged; ``(1.0,)``: the plain forward pass.
+        flip: also run each tile (at each scale) mirrored left-right and average (2x the passes).
         probabilities: also write per-class probabilities (uint8, 255 = 1.0).
         truth: a label raster on the image's grid: adds an accuracy report.
         window: (col, row, width, height) in pixels, or bounds: (left, bottom, right, top) in the
@@ -115,6 +122,8 @@ class PredictConfig:
     precision: str = "auto"
     workers: int | str = "auto"
     crf: CRFParams | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
     probabilities: bool = False
     truth: str | Path | None = None
     window: tuple[int, int, int, int] | None = None
@@ -155,8 +164,14 @@ class PredictConfig:
         put("window", _window(self.window) if self.window is not None else None)
         put("bounds", _bounds(self.bounds) if self.bounds is not None else None)
         put("crf", _crf(self.crf))
-        for flag in ("probabilities", "preview", "resume"):
+        put("scales", parse_scales(self.scales))
+        for flag in ("flip", "probabilities", "preview", "resume"):
             put(flag, bool(getattr(self, flag)))
+
+    @property
+    def fusion(self) -> TestTimeFusion:
+        """The test-time scales and flip as :class:`~segdeep.predict.fusion.TestTimeFusion`."""
+        return TestTimeFusion(self.scales, self.flip)
 
     @classmethod
     def from_keywords(cls, image=None, bundle=None, out_dir=None, **settings) -> PredictConfig:
@@ -192,6 +207,7 @@ def run_parameters(config: PredictConfig, plan, *, device: str, precision: str, 
         "window": [area.col_off, area.row_off, area.width, area.height],
         "bounds": list(config.bounds) if config.bounds else None,
         "crf": config.crf.to_dict() if config.crf is not None else None, "probabilities": config.probabilities,
+        "scales": list(config.scales), "flip": config.flip,
         "truth": str(config.truth) if config.truth else None, "resume": config.resume,
         "vector": str(config.vector) if config.vector else None,
     }

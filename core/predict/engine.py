@@ -25,6 +25,7 @@ from ..classes import NODATA_LABEL
 from ..crf.colour import crf_colours, read_colour_limits
 from ..errors import SegdeepError
 from ..runtime import all_cores, autocast_dtype
+from .fusion import TestTimeFusion, fused_probabilities
 from .tiles import Rect, TileGrid
 
 #: Fixed-point scale of the blend accumulator (probability 1.0 = 2**24).
@@ -77,16 +78,20 @@ class Engine:
     ``threads`` torch threads (see :func:`resolve_workers`); the blocks' accumulators are only
     touched by the thread that runs :meth:`run_block`, so results do not depend on the number of
     workers. ``workers=0`` runs each batch in the calling thread (the CUDA path, and Dask tasks,
-    whose worker threads are set up by the cluster). Call :meth:`close` when done.
+    whose worker threads are set up by the cluster). Call :meth:`close` when done. ``fusion``:
+    test-time scales and flips (:mod:`segdeep.predict.fusion`); None or the identity is the plain
+    forward pass.
     """
 
     def __init__(self, model: torch.nn.Module, card, *, grid: TileGrid, device: torch.device,
-                 precision: str, batch_size: int, workers: int = 0, threads: int = 1) -> None:
+                 precision: str, batch_size: int, workers: int = 0, threads: int = 1,
+                 fusion: TestTimeFusion | None = None) -> None:
         self.card = card
         self.grid = grid
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
+        self.fusion = None if fusion is None or fusion.identity else fusion
         self.classes = list(card.classes)
         self.num_classes = len(self.classes)
         n = len(card.bands)
@@ -232,20 +237,27 @@ class Engine:
         """Softmax probabilities (float32, N x C x T x T, on the device) of a batch of tiles."""
         t0 = time.perf_counter()
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            with self._autocast():
-                logits = self.model(x)
-            if not isinstance(logits, torch.Tensor) or logits.shape[1] != self.num_classes:
-                got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise SegdeepError(f"model returned {got}; expected N x {self.num_classes} x H x W logits "
-                                   f"(one channel per class of the card)")
-            probs = torch.softmax(logits.float(), dim=1)
+            if self.fusion is None:
+                probs = self._probabilities(x)
+            else:
+                probs = fused_probabilities(self._probabilities, x, self.fusion)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self._time("forward", time.perf_counter() - t0)
         return probs
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's softmax probabilities (float32, N x C x h x w) of model inputs ``x``."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            logits = self.model(x)
+        if not isinstance(logits, torch.Tensor) or logits.shape[1] != self.num_classes:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise SegdeepError(f"model returned {got}; expected N x {self.num_classes} x H x W logits "
+                               f"(one channel per class of the card)")
+        return torch.softmax(logits.float(), dim=1)
 
     def _fixed_scores(self, x: np.ndarray, valid: np.ndarray, read_rect: Rect,
                       chunk: Sequence[tuple[tuple[int, int], Rect]]) -> np.ndarray:
@@ -312,37 +324,55 @@ class Engine:
 
     def finish_block(self, acc: np.ndarray, region: Rect, core: Rect, valid_core: np.ndarray,
                      image_region: np.ndarray | None, crf, want_probabilities: bool):
-        """Labels (uint8, 255 = nodata) of ``core`` and optional uint8 probabilities (0-255)."""
-        if crf is not None:
-            from ..crf.dense import dense_crf
+        """Labels (uint8, 255 = nodata) of ``core`` and optional uint8 probabilities (0-255).
 
-            t0 = time.perf_counter()
-            probs = torch.from_numpy(acc.astype(np.float32) / SCALE).to(self.device)
-            # in-process (workers) the CRF takes all the cores: 1.5x faster on 2 threads than on the 1
-            # a napari job thread starts with; a cluster's tasks keep the threads their worker has
-            with all_cores() if self.workers else contextlib.nullcontext():
-                refined = dense_crf(probs, torch.from_numpy(image_region).to(self.device), **crf.to_dict())
-            scores = refined[(slice(None), *core.slices(region))].cpu().numpy()
-            self.timings.crf += time.perf_counter() - t0
-        else:
-            scores = acc[(slice(None), *core.slices(region))]
+        With ``crf`` the CRF refines ``core`` window by window (the grid of ``crf.window_size``
+        anchored at the raster origin, each window with ``crf.halo`` pixels of context inside
+        ``region``), so a pixel's label does not depend on the block it falls in."""
+        h, w = core.height, core.width
+        labels = np.empty((h, w), dtype=np.uint8)
+        probabilities = np.empty((acc.shape[0], h, w), dtype=np.uint8) if want_probabilities else None
+        if crf is None:
+            self._labels(acc[(slice(None), *core.slices(region))], valid_core, labels, probabilities,
+                         np.float32(255.0 / SCALE), fixed=True)
+            return labels, probabilities
+        from ..crf.dense import iter_crf_windows
+
+        t0 = time.perf_counter()
+        local = core.slices(region)
+        box = (local[0].start, local[1].start, h, w)
+        # in-process (workers) the CRF takes all the cores: 1.5x faster on 2 threads than on the 1
+        # a napari job thread starts with; a cluster's tasks keep the threads their worker has
+        with all_cores() if self.workers else contextlib.nullcontext():
+            for (r0, c0, bh, bw), refined in iter_crf_windows(acc, image_region, crf, core=box,
+                                                              origin=(region.row_off, region.col_off),
+                                                              scale=1.0 / SCALE, device=self.device):
+                rows, cols = slice(r0 - box[0], r0 - box[0] + bh), slice(c0 - box[1], c0 - box[1] + bw)
+                self.timings.crf += time.perf_counter() - t0
+                self._labels(refined.cpu().numpy(), valid_core[rows, cols], labels[rows, cols],
+                             None if probabilities is None else probabilities[:, rows, cols], np.float32(255.0),
+                             fixed=False)
+                t0 = time.perf_counter()
+        self.timings.crf += time.perf_counter() - t0
+        return labels, probabilities
+
+    def _labels(self, scores: np.ndarray, valid: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
+                factor: np.float32, fixed: bool) -> None:
+        """Fill ``labels`` (and ``probabilities``, ``scores`` x ``factor`` rounded) from classes x h x w
+        ``scores``: fixed-point accumulator values (``fixed``) or float probabilities."""
         t0 = time.perf_counter()
         h, w = scores.shape[1:]
-        labels = np.empty((h, w), dtype=np.uint8)
-        probabilities = np.empty(scores.shape, dtype=np.uint8) if want_probabilities else None
-        factor = np.float32(255.0 if crf is not None else 255.0 / SCALE)
         # A few rows at a time: the temporaries stay ~1 MB instead of several arrays of the block's size.
         step = max(1, (1 << 18) // max(1, w))
         for r0 in range(0, h, step):
             rows = slice(r0, min(h, r0 + step))
-            part, ok = scores[:, rows], valid_core[rows]
-            labels[rows] = self.lut[argmax_fixed(part) if crf is None else np.argmax(part, axis=0)]
+            part, ok = scores[:, rows], valid[rows]
+            labels[rows] = self.lut[argmax_fixed(part) if fixed else np.argmax(part, axis=0)]
             labels[rows][~ok] = NODATA_LABEL
             if probabilities is not None:
                 probabilities[:, rows] = np.rint(part * factor).clip(0, 255).astype(np.uint8)
                 probabilities[:, rows][:, ~ok] = 0
         self.timings.labels += time.perf_counter() - t0
-        return labels, probabilities
 
     def _scaled_weights(self, row: int, col: int) -> np.ndarray:
         """Blend weights x :data:`SCALE` (float32, exact: SCALE is a power of two) of a tile; there are

@@ -105,7 +105,9 @@ def run_fingerprint(config: PredictConfig, plan: RunPlan, info, card, *, model: 
       (an in-memory model's card is not in the digest).
     - ``bands`` fed to the model, ``tile_size``, ``overlap`` (pixels, after defaults), ``block_size``
       (after snapping: it decides which block is which in the journal), ``region`` (the pixel window
-      segmented), ``crf`` (every setting), ``probabilities`` (saved per block when asked for).
+      segmented), ``crf`` (every setting), ``probabilities`` (saved per block when asked for),
+      ``test_time``: the test-time scales and flip, only when other than the plain forward pass (so
+      that journals written before the option existed still resume).
     - ``truth``: its path, size and modification time, with the card's ignore index. On a cluster
       each block's part carries its confusion matrix against the truth; in this process the report
       is recomputed from the labels, but one rule for both keeps them from drifting apart again.
@@ -127,6 +129,8 @@ def run_fingerprint(config: PredictConfig, plan: RunPlan, info, card, *, model: 
         "crf": config.crf.to_dict() if config.crf is not None else None, "probabilities": config.probabilities,
         "truth": file_identity(config.truth), "device": str(device).split(":")[0], "precision": precision,
     }
+    if not config.fusion.identity:
+        fingerprint["test_time"] = config.fusion.to_dict()
     return json.loads(json.dumps(fingerprint, default=str))  # plain JSON types, as stored
 
 

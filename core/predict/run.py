@@ -17,7 +17,7 @@ is refined with a halo of context and cropped, so CRF labels can differ slightly
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from .config import PredictConfig, resolve_config, run_parameters
 from .engine import Engine
 from .events import BlockDone, Finishing, PredictResult, PredictStarted, TilesDone
 from .finish import PreviewSampler, card_dict, finish_outputs
+from .fusion import TestTimeFusion
 from .journal import Journal, model_identity, run_fingerprint
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
 from .sinks import BlockWriter, PieceSpill, Sinks
@@ -100,7 +101,7 @@ def _iter_predict(config: PredictConfig) -> Generator[object, None, PredictResul
     bands, area, out, grid, block, blocks = plan.bands, plan.area, plan.out, plan.grid, plan.block, plan.blocks
     halo, raster = plan.halo, plan.raster
     engine = Engine(model, card, grid=grid, device=dev, precision=prec, batch_size=batch, workers=n_workers,
-                    threads=threads)
+                    threads=threads, fusion=config.fusion)
 
     fingerprint = run_fingerprint(config, plan, info, card, model=model_identity(config, model), device=str(dev),
                                   precision=prec)
@@ -226,14 +227,17 @@ def predict_raster(image: str | Path | None = None, bundle=None, out_dir: str | 
 
 def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = None, tile_size: int | None = None,
                   overlap: int | None = None, batch_size: int | str = "auto", device: str = "auto",
-                  precision: str = "auto", workers: int | str = "auto", crf=None, probabilities: bool = False):
+                  precision: str = "auto", workers: int | str = "auto", crf=None, probabilities: bool = False,
+                  scales: str | Sequence[float] | None = None, flip: bool = False):
     """Segment an in-memory image (bands x height x width, raw pixel values of the card's bands).
 
     Same tiling, blending and normalisation as :func:`iter_predict` (an image smaller than a tile
     is padded). ``valid`` (bool height x width) marks nodata pixels (label 255). Returns labels
     (uint8 height x width), or ``(labels, probabilities uint8 classes x height x width, 255 = 1.0)``
     with ``probabilities=True``. ``crf``: a :class:`segdeep.crf.dense.CRFParams` to refine the result.
-    ``workers``: as in :func:`iter_predict` (the result does not depend on it).
+    ``workers``: as in :func:`iter_predict` (the result does not depend on it). ``scales`` and
+    ``flip``: test-time fusion of each tile over scale factors and left-right flips
+    (:mod:`segdeep.predict.fusion`; default: the plain forward pass).
     """
     image = np.asarray(image)
     if image.ndim == 2:
@@ -250,7 +254,8 @@ def predict_array(model, card, image: np.ndarray, *, valid: np.ndarray | None = 
     grid = TileGrid(w, h, tile, int(overlap))
     n_workers, threads = resolve_workers(workers, dev)
     engine = Engine(model, card, grid=grid, device=dev, precision=resolve_precision(precision, dev),
-                    batch_size=resolve_batch_size(batch_size, dev, tile), workers=n_workers, threads=threads)
+                    batch_size=resolve_batch_size(batch_size, dev, tile), workers=n_workers, threads=threads,
+                    fusion=TestTimeFusion(scales, flip))
     region = Rect(0, 0, w, h)
     own = list(grid.tiles_touching(region))
     read = region

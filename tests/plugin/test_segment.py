@@ -156,3 +156,31 @@ def test_second_run_keeps_the_edited_labels(segment, scene, wait_job):
     first.undo()  # undo still means "undo my last correction" on the first layer
     assert np.array_equal(first.data[40:61, 40:61], before[40:61, 40:61])
     assert not np.array_equal(first.data, before)  # the brush stroke is still there
+
+
+def test_scales_and_flip_give_the_engine_result(segment, scene, wait_job, tmp_path, tiny_bundle, monkeypatch):
+    """Test-time fusion set in the widget: the labels of predict_raster with the same settings; a
+    scale that is not a number is a one-line error before any worker starts."""
+    from segdeep.predict import predict_raster
+
+    from napari_segdeep import _workers
+
+    shown = []
+    monkeypatch.setattr(_workers, "notify_error", shown.append)
+    viewer, w = segment
+    image, _ = scene
+    viewer.open(str(image), plugin="napari-segdeep")
+    w.image.set_layer("scene")
+    w.overlap.setValue(16)
+    w.scales.setText("0.5,x")
+    w.run_button.click()
+    assert len(shown) == 1 and "'x' is not a number" in shown[0] and w.job is None
+    w.scales.setText("0.75, 1, 1.5")
+    w.flip.setChecked(True)
+    w.run_button.click()
+    wait_job(w)
+    assert w.last_outcome.state == "done", w.last_outcome.message
+    expected = predict_raster(image, tiny_bundle, tmp_path / "api", overlap=16, scales=(0.75, 1, 1.5), flip=True,
+                              preview=False)
+    with rasterio.open(expected.labels) as ds:
+        assert np.array_equal(viewer.layers["scene labels"].data, ds.read(1))
