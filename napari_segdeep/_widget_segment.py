@@ -34,7 +34,6 @@ from segdeep.errors import SegdeepError
 from ._layers import (
     georef_metadata,
     labels_layer_kwargs,
-    placement,
     region_metadata,
     source_file,
     visible_window,
@@ -358,7 +357,7 @@ class SegmentWidget(QWidget):
             pname = unique_name(self.viewer, f"{image_name} probabilities")
             self.viewer.add_image(probs, name=pname, colormap="magma", contrast_limits=(0, 255),
                                   translate=(offset[1], offset[0]), visible=False, axis_labels=("class", "y", "x"),
-                                  metadata={"classes": [c.to_dict() for c in classes], **meta}, **placement(meta, 3))
+                                  metadata={"classes": [c.to_dict() for c in classes], **meta})
         self.viewer.layers.selection.active = self.result_layer
 
 
