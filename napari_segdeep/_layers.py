@@ -4,8 +4,10 @@ Georeference travels in ``layer.metadata`` as plain values, so it survives copie
 ``crs`` (WKT or None), ``transform`` (6 affine coefficients of the layer's pixel grid),
 ``nodata``, ``band_names``, ``path`` (the source file, when there is one), ``width``/``height``
 (of the source raster). A Labels layer made by segdeep also has ``classes`` (list of
-``{"index", "name", "color"}``). Layers live in pixel coordinates of their source raster; a layer
-covering only a region of it is placed with ``translate`` and its ``transform`` is the region's.
+``{"index", "name", "color"}``). A layer's data coordinates are the pixels of its source raster; a
+layer covering only a region of it is placed with ``translate`` and its ``transform`` is the
+region's. Georeferenced layers are placed on the canvas in map coordinates by napari's ``affine``
+(:func:`map_affine`), so rasters overlay by location.
 """
 
 from __future__ import annotations
@@ -76,12 +78,41 @@ def labels_colormap(classes):
     return DirectLabelColormap(color_dict=colors, background_value=NODATA_LABEL)
 
 
+def map_affine(metadata: dict, ndim: int = 2) -> np.ndarray | None:
+    """napari ``affine`` that places a layer in map coordinates: world = (-northing, easting) in
+    CRS units (north up on screen), from the transform of its source raster (a region layer's
+    ``translate``, in source pixels, is applied before it). None without a georeference.
+    ``ndim``: the layer's number of axes (leading axes, e.g. classes, stay as they are)."""
+    if not metadata.get("georeferenced", metadata.get("crs") is not None) or not metadata.get("transform"):
+        return None
+    t = Affine(*metadata["transform"][:6])
+    if metadata.get("window"):  # the transform is the region's: back to the source raster's corner
+        col, row = metadata["window"][:2]
+        t = t * Affine.translation(-col, -row)
+    out = np.eye(ndim + 1)
+    out[-3:, -3:] = [[-t.e, -t.d, -t.f], [t.b, t.a, t.c], [0.0, 0.0, 1.0]]
+    return out
+
+
+def map_position(world) -> tuple[float, float]:
+    """(easting, northing) in CRS units of a world position (..., y, x) of layers placed by
+    :func:`map_affine`."""
+    y, x = tuple(world)[-2:]
+    return float(x), -float(y)
+
+
+def placement(metadata: dict, ndim: int = 2) -> dict:
+    """``{"affine": ...}`` for a layer with ``metadata``, or ``{}`` without a georeference."""
+    affine = map_affine(metadata, ndim)
+    return {} if affine is None else {"affine": affine}
+
+
 def labels_layer_kwargs(classes, metadata: dict, name: str, *, translate=(0, 0)) -> dict:
-    """Keyword arguments of a segdeep Labels layer."""
+    """Keyword arguments of a segdeep Labels layer, placed in map coordinates when georeferenced."""
     meta = dict(metadata)
     meta["classes"] = classes_metadata(classes)
     return {"name": name, "metadata": meta, "colormap": labels_colormap(classes), "opacity": 0.6,
-            "translate": tuple(translate)}
+            "translate": tuple(translate), **placement(meta)}
 
 
 def labels_array(data) -> np.ndarray:
@@ -108,8 +139,14 @@ def image_bands(layer) -> np.ndarray:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     arr = np.asarray(data)
     if getattr(layer, "rgb", False):
-        return np.moveaxis(arr, -1, 0)
+        return np.moveaxis(arr[..., :_colour_bands(layer, arr)], -1, 0)
     return arr[None] if arr.ndim == 2 else arr
+
+
+def _colour_bands(layer, pixels: np.ndarray) -> int:
+    """Bands of an RGB(A) layer's pixels that are the raster's (not the reader's nodata alpha)."""
+    added = (layer.metadata or {}).get("alpha") == "nodata"
+    return pixels.shape[-1] - 1 if added else pixels.shape[-1]
 
 
 def image_size(layer) -> tuple[int, int]:
@@ -125,7 +162,8 @@ def image_region(layer, col: int, row: int, width: int, height: int) -> np.ndarr
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rows, cols = slice(row, row + height), slice(col, col + width)
     if getattr(layer, "rgb", False):
-        return np.moveaxis(np.asarray(data[rows, cols]), -1, 0)
+        pixels = np.asarray(data[rows, cols])
+        return np.moveaxis(pixels[..., :_colour_bands(layer, pixels)], -1, 0)
     if data.ndim == 2:
         return np.asarray(data[rows, cols])[None]
     return np.asarray(data[:, rows, cols])
@@ -174,10 +212,11 @@ def visible_window(viewer, layer) -> tuple[int, int, int, int]:
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
     zoom = float(camera.zoom) or 1.0
     cy, cx = tuple(camera.center)[-2:]
-    sy, sx = (float(v) for v in tuple(layer.scale)[-2:])
-    ty, tx = (float(v) for v in tuple(layer.translate)[-2:])
-    top, bottom = (cy - canvas_h / 2 / zoom - ty) / sy, (cy + canvas_h / 2 / zoom - ty) / sy
-    left, right = (cx - canvas_w / 2 / zoom - tx) / sx, (cx + canvas_w / 2 / zoom - tx) / sx
+    lead = tuple(viewer.dims.point)[:-2]
+    corners = [layer.world_to_data((*lead, cy + dy * canvas_h / 2 / zoom, cx + dx * canvas_w / 2 / zoom))[-2:]
+               for dy in (-1, 1) for dx in (-1, 1)]  # world (map) -> the layer's pixels, whatever its placement
+    rows, cols = [c[0] for c in corners], [c[1] for c in corners]
+    top, bottom, left, right = min(rows), max(rows), min(cols), max(cols)
     r0, r1 = max(0, int(np.floor(top))), min(h, int(np.ceil(bottom)))
     c0, c1 = max(0, int(np.floor(left))), min(w, int(np.ceil(right)))
     if r1 <= r0 or c1 <= c0:

@@ -165,7 +165,7 @@ def read_raster(path: str | list[str]) -> list[tuple]:
     import rasterio
     from segdeep.io import open_raster
 
-    from ._layers import georef_metadata
+    from ._layers import georef_metadata, placement
 
     path = str(path[0] if isinstance(path, list) else path)
     classes = label_palette(path)
@@ -175,7 +175,8 @@ def read_raster(path: str | list[str]) -> list[tuple]:
     with rasterio.open(path) as ds:
         rgb = _is_rgb(ds)
     meta = georef_metadata(info, path=path)
-    kwargs = {"name": Path(path).stem, "metadata": meta, "rgb": rgb}
+    kwargs = {"name": Path(path).stem, "metadata": meta, "rgb": rgb,
+              **placement(meta, 2 if rgb or info.count == 1 else 3)}
     if info.width * info.height > MULTISCALE_PIXELS:
         levels = _levels(path, info.width, info.height, info.count, info.dtype, rgb)
         kwargs["multiscale"] = True
@@ -186,6 +187,11 @@ def read_raster(path: str | list[str]) -> list[tuple]:
             array = ds.read()
         data = np.moveaxis(array, 0, -1) if rgb else (array[0] if info.count == 1 else array)
         sample = data
+        if rgb and info.count == 3 and info.nodata is not None and array.dtype == np.uint8:
+            # nodata (all three bands) becomes transparent: an alpha channel the engine never sees
+            alpha = np.where((array == info.nodata).all(axis=0), 0, 255).astype(np.uint8)
+            data = np.concatenate([data, alpha[..., None]], axis=-1)
+            meta["alpha"] = "nodata"
     if not rgb and info.count > 1:
         kwargs["axis_labels"] = ("band", "y", "x")
     if info.dtype != "uint8":

@@ -24,13 +24,13 @@ from qtpy.QtWidgets import (
 )
 from segdeep.errors import SegdeepError
 
+from ._cursor import show_cursor_readout
 from ._layers import (
     check_pair,
     image_region,
     image_size,
     labels_array,
     layer_classes,
-    layer_offset,
     linked_image,
     source_file,
     visible_window,
@@ -75,6 +75,7 @@ class RefineWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        show_cursor_readout(napari_viewer)
         self.job: Job | None = None
         self.last_outcome: Outcome | None = None
         self.palette_buttons: dict[int, QPushButton] = {}
@@ -204,10 +205,9 @@ class RefineWidget(QWidget):
         shapes = self.viewer.layers[REGION_LAYER] if REGION_LAYER in self.viewer.layers else None
         if shapes is None or len(shapes.data) == 0:
             raise SegdeepError("no rectangle drawn: press 'Draw rectangle' and drag one over the labels")
-        world = np.asarray(shapes.data[-1])[:, -2:] * np.asarray(shapes.scale)[-2:] + np.asarray(shapes.translate)[-2:]
-        row0, col0 = layer_offset(labels)
-        r0, c0 = np.floor(world.min(0)).astype(int) - (row0, col0)
-        r1, c1 = np.ceil(world.max(0)).astype(int) - (row0, col0)
+        pixels = np.array([labels.world_to_data(shapes.data_to_world(p))[-2:] for p in np.asarray(shapes.data[-1])])
+        r0, c0 = np.floor(pixels.min(0)).astype(int)  # the labels' own pixels, whatever their placement
+        r1, c1 = np.ceil(pixels.max(0)).astype(int)
         return int(c0), int(r0), int(c1 - c0), int(r1 - r0)
 
     # ------------------------------------------------------------------ run

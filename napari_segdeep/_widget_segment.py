@@ -31,9 +31,11 @@ from qtpy.QtWidgets import (
 )
 from segdeep.errors import SegdeepError
 
+from ._cursor import show_cursor_readout
 from ._layers import (
     georef_metadata,
     labels_layer_kwargs,
+    placement,
     region_metadata,
     source_file,
     visible_window,
@@ -65,6 +67,7 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        show_cursor_readout(napari_viewer)
         self.job: Job | None = None
         self.card = None
         self.result_layer = None
@@ -357,7 +360,7 @@ class SegmentWidget(QWidget):
             pname = unique_name(self.viewer, f"{image_name} probabilities")
             self.viewer.add_image(probs, name=pname, colormap="magma", contrast_limits=(0, 255),
                                   translate=(offset[1], offset[0]), visible=False, axis_labels=("class", "y", "x"),
-                                  metadata={"classes": [c.to_dict() for c in classes], **meta})
+                                  metadata={"classes": [c.to_dict() for c in classes], **meta}, **placement(meta, 3))
         self.viewer.layers.selection.active = self.result_layer
 
 
