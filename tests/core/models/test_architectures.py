@@ -29,13 +29,7 @@ LIGHT: dict[str, dict] = {**LIGHT_KWARGS, "unet": {"base_channels": 8}}
 HEIGHT, WIDTH = 29, 43  # odd, and not a multiple of any output stride
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP spinning (5x less CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/core/models/conftest.py
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES, ids=ARCHITECTURES)

@@ -27,13 +27,7 @@ REFERENCE_PARAMETERS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP spinning."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/core/models/conftest.py
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), REFERENCE_PARAMETERS)
