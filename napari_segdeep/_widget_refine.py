@@ -136,13 +136,18 @@ class RefineWidget(QWidget):
         self.cancel_button.clicked.connect(lambda: self.job and self.job.cancel())
         self.undo_button = QPushButton("Undo")
         self.undo_button.clicked.connect(lambda: self.undo())
+        self.next_button = QPushButton("Next uncertain region")
+        self.next_button.setToolTip("centre the view on the next least certain region of the labels "
+                                    "(Segment with 'also probability and uncertainty layers')")
+        self.next_button.clicked.connect(lambda: self.next_uncertain())
+        self._regions: dict[str, tuple[list, int]] = {}
         actions = QHBoxLayout()
         for b in (self.apply_button, self.cancel_button, self.undo_button):
             actions.addWidget(b)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        dock_layout(self, [form, self.palette_box, self.crf], [actions, self.status])
+        dock_layout(self, [form, self.palette_box, self.crf], [actions, self.next_button, self.status])
         self.labels.currentTextChanged.connect(lambda _t: self.build_palette())
         self.build_palette()
 
@@ -266,6 +271,32 @@ class RefineWidget(QWidget):
         changed = np.nonzero(after != before)
         layer.data_setitem(changed, after[changed])  # one step of napari's undo history
         self.status.setText(f"{changed[0].size} pixels changed (Undo or Ctrl+Z reverts)")
+
+    @guarded
+    def next_uncertain(self) -> None:
+        """Centre the view on the next least certain region of the chosen labels (worst first)."""
+        from segdeep.refine import uncertain_regions
+
+        layer = self.labels.layer()
+        uname = (layer.metadata or {}).get("uncertainty_layer")
+        if not uname or uname not in self.viewer.layers:
+            raise SegdeepError(f"labels {layer.name!r} have no uncertainty layer; run Segment with 'also "
+                               "probability and uncertainty layers'")
+        ulayer = self.viewer.layers[uname]
+        regions, step = self._regions.get(uname, (None, -1))
+        if regions is None:
+            regions = uncertain_regions(np.asarray(ulayer.data))
+        if not regions:
+            raise SegdeepError(f"{uname!r}: no uncertain region (uncertainty >= 0.5 on 16 px or more)")
+        step = (step + 1) % len(regions)
+        self._regions[uname] = (regions, step)
+        region = regions[step]
+        center = ulayer.data_to_world((region.center_row, region.center_col))
+        camera = self.viewer.camera
+        camera.center = tuple(center)[-2:]
+        ulayer.visible = True
+        self.status.setText(f"uncertain region {step + 1} / {len(regions)}: {region.area} px at col {region.col}, "
+                            f"row {region.row}")
 
     def undo(self) -> None:
         """Undo the last edit of the chosen Labels layer (a refinement or a brush stroke)."""

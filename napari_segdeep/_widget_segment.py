@@ -112,7 +112,7 @@ class SegmentWidget(QWidget):
         self.batch_size.setSpecialValueText("auto")
         self.batch_size.setValue(0)
         self.visible_only = QCheckBox("only the visible region")
-        self.probabilities = QCheckBox("also a probability layer")
+        self.probabilities = QCheckBox("also probability and uncertainty layers")
         self.scales = QLineEdit("1")
         self.scales.setToolTip("test-time scale factors of each tile, e.g. 0.75,1,1.25: the model runs at each "
                                "and the probabilities are averaged (DeepLab's multi-scale inference); "
@@ -361,6 +361,15 @@ class SegmentWidget(QWidget):
             self.viewer.add_image(probs, name=pname, colormap="magma", contrast_limits=(0, 255),
                                   translate=(offset[1], offset[0]), visible=False, axis_labels=("class", "y", "x"),
                                   metadata={"classes": [c.to_dict() for c in classes], **meta}, **placement(meta, 3))
+            from segdeep.refine import margin_uncertainty
+
+            uname = unique_name(self.viewer, f"{image_name} uncertainty")
+            umeta = {k: v for k, v in meta.items() if k != "classes"}
+            umeta["labels_layer"] = name
+            self.viewer.add_image(margin_uncertainty(probs), name=uname, colormap="inferno", contrast_limits=(0, 1),
+                                  opacity=0.6, blending="additive", translate=(offset[1], offset[0]), visible=False,
+                                  metadata=umeta, **placement(meta))
+            self.result_layer.metadata = {**self.result_layer.metadata, "uncertainty_layer": uname}
         self.viewer.layers.selection.active = self.result_layer
 
 

@@ -120,3 +120,30 @@ def test_labels_stay_with_their_image(make_napari_viewer, scene, make_geotiff, a
     viewer.layers["scene labels"].translate = (40, 40)
     w.apply_button.click()
     assert "are not inside image" in shown[-1] and "col 40, row 40" in shown[-1]
+
+
+def test_uncertainty_layer_and_next_uncertain_region(make_napari_viewer, tiny_bundle, scene, wait_job):
+    from segdeep.refine import margin_uncertainty, uncertain_regions
+
+    viewer = make_napari_viewer()
+    _, seg = viewer.window.add_plugin_dock_widget("napari-segdeep", "Segment")
+    seg.set_bundle(tiny_bundle)
+    viewer.open(str(scene[0]), plugin="napari-segdeep")
+    seg.image.set_layer("scene")
+    seg.probabilities.setChecked(True)
+    seg.run_button.click()
+    wait_job(seg)
+    assert seg.last_outcome.state == "done", seg.last_outcome.message
+    unc = viewer.layers["scene uncertainty"]
+    assert seg.result_layer.metadata["uncertainty_layer"] == "scene uncertainty"
+    assert np.allclose(unc.data, margin_uncertainty(viewer.layers["scene probabilities"].data))
+    regions = uncertain_regions(np.asarray(unc.data))
+    assert regions  # a random-weight model is unsure in places
+    _, w = viewer.window.add_plugin_dock_widget("napari-segdeep", "Refine", tabify=True)
+    w.labels.set_layer("scene labels")
+    for region in regions[:2]:
+        w.next_button.click()
+        expected = unc.data_to_world((region.center_row, region.center_col))
+        assert np.allclose(tuple(viewer.camera.center)[-2:], tuple(expected)[-2:])
+    assert w.status.text().startswith(f"uncertain region 2 / {len(regions)}") or len(regions) == 1
+    assert unc.visible
