@@ -346,6 +346,7 @@ def _write_all(files: list[tuple[Path, bytes]]) -> None:
     full disk, say) leaves none of them under its final name and no temporary file behind."""
     temps: list[tuple[Path, Path]] = []
     done: list[Path] = []
+    path = None  # the file being written or renamed when a failure comes
     try:
         for path, data in files:
             tmp = temp_path(path)
@@ -357,10 +358,9 @@ def _write_all(files: list[tuple[Path, bytes]]) -> None:
     except OSError as exc:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
-        for path in done:
-            path.unlink(missing_ok=True)
-        where = exc.filename or (temps[-1][1] if temps else "")
-        raise SegdeepError(f"{where}: cannot write the report ({exc.strerror or exc}); no report file "
+        for written in done:
+            written.unlink(missing_ok=True)
+        raise SegdeepError(f"{path}: cannot write the report ({exc.strerror or exc}); no report file "
                            "was left") from None
 
 
