@@ -82,6 +82,8 @@ def configure(parser) -> None:
     crf.add_argument("--crf-bilateral-srgb", type=float, default=None, metavar="LEVELS",
                      help="appearance colour width (0-255 levels)")
     crf.add_argument("--crf-bilateral-compat", type=float, default=None, metavar="W", help="appearance weight")
+    crf.add_argument("--crf-window-size", type=int, default=None, metavar="PX",
+                     help="side of the CRF windows (default 1024; blocks are rounded up to whole windows)")
     fusion = parser.add_argument_group("test-time fusion (DeepLab's multi-scale inference)")
     fusion.add_argument("--scales", default=None, metavar="0.5,0.75,1,1.25,1.5",
                         help="run each tile at these scale factors and average the probabilities "
@@ -111,7 +113,7 @@ def _crf_params(args):
 
     params = CRFParams()
     for name in ("iterations", "gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",
-                 "bilateral_compat"):
+                 "bilateral_compat", "window_size"):
         value = getattr(args, f"crf_{name}")
         if value is not None:
             setattr(params, name, value)

@@ -26,6 +26,7 @@ _LAZY = {
     "dense_crf": "dense",
     "dense_crf_blocks": "dense",
     "dense_crf_params": "dense",
+    "iter_crf_windows": "dense",
     "unary_from_labels": "dense",
     "Lattice": "lattice",
     "build_lattice": "lattice",

@@ -125,7 +125,7 @@ def _kernel(lat: Lattice) -> _Kernel:
     del sv, vertex_crow, corner_len, corner_end
     plain = _csr(splat_crow, splat_col, plain_val, (m + 1, n))
 
-    blur = [lat.neighbours[j].contiguous() for j in range(d + 1)]
+    blur = [lat.neighbours[j].to(i32) for j in range(d + 1)]
     ones = torch.ones(n, 1, device=device)
     k1 = torch.mm(_csr(slice_crow, slice_col, slice_w, (n, m + 1)), _blur(plain @ ones, blur))
     norm = (1.0 / torch.sqrt(k1[:, 0].double() + 1e-20)).float()
@@ -142,7 +142,10 @@ def _kernel(lat: Lattice) -> _Kernel:
 # Features and lattices
 
 _GAUSSIAN_CACHE: OrderedDict = OrderedDict()
-_GAUSSIAN_CACHE_SIZE = 2
+#: Position-only kernels kept: the window shapes of a row of CRF windows (left edge, middle, right
+#: edge) and one more, as long as they hold at most this many pixels together (~50 bytes a pixel).
+_GAUSSIAN_CACHE_SIZE = 4
+_GAUSSIAN_CACHE_PIXELS = 6_000_000
 
 
 def _positions(height: int, width: int, sxy: float, device) -> torch.Tensor:
@@ -154,13 +157,15 @@ def _positions(height: int, width: int, sxy: float, device) -> torch.Tensor:
 
 
 def _gaussian_kernel(height: int, width: int, sxy: float, device) -> _Kernel:
-    """Position-only kernel; it depends on the size only, so it is cached across blocks."""
+    """Position-only kernel; it depends on the size only, so it is cached across windows."""
     key = (height, width, float(sxy), str(device))
     kern = _GAUSSIAN_CACHE.get(key)
     if kern is None:
         kern = _kernel(build_lattice(_positions(height, width, sxy, device)))
         _GAUSSIAN_CACHE[key] = kern
-        while len(_GAUSSIAN_CACHE) > _GAUSSIAN_CACHE_SIZE:
+        while len(_GAUSSIAN_CACHE) > 1 and (
+                len(_GAUSSIAN_CACHE) > _GAUSSIAN_CACHE_SIZE
+                or sum(k[0] * k[1] for k in _GAUSSIAN_CACHE) > _GAUSSIAN_CACHE_PIXELS):
             _GAUSSIAN_CACHE.popitem(last=False)
     else:
         _GAUSSIAN_CACHE.move_to_end(key)
@@ -168,7 +173,7 @@ def _gaussian_kernel(height: int, width: int, sxy: float, device) -> _Kernel:
 
 
 def clear_lattice_cache() -> None:
-    """Free the cached position-only lattices (up to two block sizes; about 50 bytes per pixel)."""
+    """Free the cached position-only lattices (up to four window shapes; about 50 bytes per pixel)."""
     _GAUSSIAN_CACHE.clear()
 
 
@@ -263,7 +268,7 @@ def dense_crf(
 
 def dense_crf_params(probs: torch.Tensor, image, params: CRFParams) -> torch.Tensor:
     """:func:`dense_crf` with the settings of a :class:`CRFParams`."""
-    return dense_crf(probs, image, **params.to_dict())
+    return dense_crf(probs, image, **params.kernel_dict())
 
 
 def unary_from_labels(labels, num_classes: int, confidence: float = 0.7, ignore: int = 255,
@@ -299,30 +304,68 @@ def unary_from_labels(labels, num_classes: int, confidence: float = 0.7, ignore:
     return probs
 
 
-def block_windows(height: int, width: int, block_size: int, halo: int):
-    """Yield ``(block, read)`` windows as (row_off, col_off, height, width) tuples in pixels: the
-    block grid anchored at (0, 0), and each block grown by ``halo`` and clipped to the image."""
-    for r0 in range(0, height, block_size):
-        for c0 in range(0, width, block_size):
-            bh, bw = min(block_size, height - r0), min(block_size, width - c0)
+def block_windows(height: int, width: int, block_size: int, halo: int,
+                  core: tuple[int, int, int, int] | None = None, origin: tuple[int, int] = (0, 0)):
+    """Yield ``(block, read)`` windows as (row_off, col_off, height, width) tuples in pixels of a
+    height x width array: the cells of a grid of ``block_size`` anchored at the array pixel
+    ``(-origin[0], -origin[1])`` (so that an array cut from a larger image at ``origin`` uses the
+    image's grid), intersected with ``core`` (default: the whole array); each grown by ``halo`` and
+    clipped to the array."""
+    r_lo, c_lo, r_n, c_n = core if core is not None else (0, 0, height, width)
+    o_r, o_c = origin
+    for g_r in range((r_lo + o_r) // block_size * block_size, r_lo + r_n + o_r, block_size):
+        for g_c in range((c_lo + o_c) // block_size * block_size, c_lo + c_n + o_c, block_size):
+            r0, c0 = max(g_r - o_r, r_lo), max(g_c - o_c, c_lo)
+            bh = min(g_r - o_r + block_size, r_lo + r_n) - r0
+            bw = min(g_c - o_c + block_size, c_lo + c_n) - c0
             rr, cc = max(0, r0 - halo), max(0, c0 - halo)
             re, ce = min(height, r0 + bh + halo), min(width, c0 + bw + halo)
             yield (r0, c0, bh, bw), (rr, cc, re - rr, ce - cc)
 
 
-def dense_crf_blocks(probs: torch.Tensor, image, block_size: int = 1024, halo: int | None = None,
+def iter_crf_windows(probs, image, params: CRFParams, *, window_size: int | None = None, halo: int | None = None,
+                     core: tuple[int, int, int, int] | None = None, origin: tuple[int, int] = (0, 0),
+                     scale: float = 1.0, device=None):
+    """Refine ``core`` of ``probs`` window by window: yield ``(window, refined)`` per window of the
+    grid of :func:`block_windows` (``window`` = (row_off, col_off, height, width) in the array,
+    ``refined`` = classes x height x width float32 probabilities of it), each refined with ``halo``
+    pixels of context (default ``params.halo``) clipped to the array. ``probs``: classes x H x W, a
+    tensor or an array of any numeric type, turned into float32 times ``scale`` one window (and its
+    context) at a time; ``image``: 3 x H x W uint8; ``window_size`` defaults to
+    ``params.window_size``. Memory depends on the window size, not on the array's."""
+    size = int(window_size or params.window_size)
+    halo = params.halo if halo is None else int(halo)
+    if size < 1 or halo < 0:
+        raise SegdeepError(f"CRF windows: window size must be >= 1 and halo >= 0, got {size}, {halo}")
+    c, h, w = probs.shape
+    kw = params.kernel_dict()
+    for (r0, c0, bh, bw), (rr, cc, rh, rw) in block_windows(h, w, size, halo, core, origin):
+        part = probs[:, rr:rr + rh, cc:cc + rw]
+        if isinstance(part, np.ndarray):
+            part = torch.from_numpy(part.astype(np.float32))
+        part = part.to(device if device is not None else part.device, torch.float32)
+        if scale != 1.0:
+            part = part * scale
+        colours = torch.as_tensor(np.ascontiguousarray(image[:, rr:rr + rh, cc:cc + rw])).to(part.device)
+        refined = dense_crf(part, colours, **kw)
+        del part, colours
+        yield (r0, c0, bh, bw), refined[:, r0 - rr:r0 - rr + bh, c0 - cc:c0 - cc + bw]
+
+
+def dense_crf_blocks(probs: torch.Tensor, image, block_size: int | None = None, halo: int | None = None,
                      params: CRFParams | None = None) -> torch.Tensor:
-    """Block-wise :func:`dense_crf`: each block is refined with ``halo`` pixels of context around
-    it (clipped at the image border) and cropped back, so memory depends on ``block_size`` only.
-    This is what the streaming engine does per block; ``halo`` defaults to ``params.halo``."""
+    """Window-wise :func:`dense_crf`: each window (``block_size``, default ``params.window_size``) is
+    refined with ``halo`` pixels of context around it (clipped at the image border) and cropped
+    back, so memory depends on ``block_size`` only. The streaming engine refines its blocks with the
+    same windows (:func:`iter_crf_windows`); ``halo`` defaults to ``params.halo``."""
     params = params or CRFParams()
     probs, image = _check(probs, image)
     halo = params.halo if halo is None else int(halo)
+    block_size = params.window_size if block_size is None else int(block_size)
     if block_size < 1 or halo < 0:
         raise SegdeepError(f"dense_crf_blocks: block_size must be >= 1 and halo >= 0, got {block_size}, {halo}")
     c, h, w = probs.shape
     out = torch.empty((c, h, w), dtype=torch.float32, device=probs.device)
-    for (r0, c0, bh, bw), (rr, cc, rh, rw) in block_windows(h, w, block_size, halo):
-        refined = dense_crf_params(probs[:, rr:rr + rh, cc:cc + rw], image[:, rr:rr + rh, cc:cc + rw], params)
-        out[:, r0:r0 + bh, c0:c0 + bw] = refined[:, r0 - rr:r0 - rr + bh, c0 - cc:c0 - cc + bw]
+    for (r0, c0, bh, bw), refined in iter_crf_windows(probs, image, params, window_size=block_size, halo=halo):
+        out[:, r0:r0 + bh, c0:c0 + bw] = refined
     return out

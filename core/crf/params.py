@@ -26,6 +26,10 @@ class CRFParams:
     bilateral_sxy: float = 20.0
     bilateral_srgb: float = 13.0
     bilateral_compat: float = 4.0
+    #: Side of the CRF windows in pixels: the CRF runs on a grid of windows anchored at the image
+    #: origin, each with :attr:`halo` pixels of context, so memory depends on it and not on the
+    #: image (or block) size, and the labels do not depend on how the image is cut into blocks.
+    window_size: int = 1024
 
     @classmethod
     def deeplab(cls) -> CRFParams:
@@ -34,8 +38,12 @@ class CRFParams:
                    bilateral_srgb=13.0, bilateral_compat=10.0)
 
     def to_dict(self) -> dict:
-        """Plain dict (for run.json); the keys are :func:`dense_crf`'s keyword names."""
+        """Plain dict (for run.json): :meth:`kernel_dict` and ``window_size``."""
         return asdict(self)
+
+    def kernel_dict(self) -> dict:
+        """The settings of one CRF window: :func:`segdeep.crf.dense.dense_crf`'s keyword arguments."""
+        return {k: v for k, v in asdict(self).items() if k != "window_size"}
 
     @classmethod
     def from_dict(cls, data: dict) -> CRFParams:
@@ -43,7 +51,10 @@ class CRFParams:
         unknown = sorted(set(data) - names)
         if unknown:
             raise SegdeepError(f"CRF settings: unknown key(s) {unknown}; accepted: {sorted(names)}")
-        return cls(**data)
+        params = cls(**data)
+        if int(params.window_size) != params.window_size or params.window_size < 16:
+            raise SegdeepError(f"CRF window_size {params.window_size!r}: must be a whole number of pixels >= 16")
+        return params
 
     @property
     def halo(self) -> int:

@@ -69,6 +69,8 @@ def _crf(crf) -> CRFParams | None:
         raise SegdeepError(f"crf {crf!r}: expected segdeep.crf.params.CRFParams (or its dict) or None")
     if crf.iterations < 0:
         raise SegdeepError(f"CRF iterations {crf.iterations} (--crf-iterations): must be >= 0")
+    if int(crf.window_size) != crf.window_size or crf.window_size < 16:
+        raise SegdeepError(f"CRF window size {crf.window_size!r}: must be a whole number of pixels >= 16")
     return replace(crf)  # a copy: the caller's object may change after the run starts
 
 
@@ -84,7 +86,8 @@ class PredictConfig:
         out_dir: folder for ``labels.tif``, ``preview.png``, ``run.json`` and the optional outputs.
         tile_size: model input in pixels (None: the card's). overlap: pixels shared by neighbouring
             tiles, at most tile_size / 2 (None: 64, or tile_size / 4 under 256 px). block_size:
-            block side in pixels, rounded up to whole tile strides (memory, not labels, depends on it).
+            block side in pixels, rounded up to whole tile strides (whole CRF windows with the CRF;
+            memory, not labels, depends on it).
         bands: 1-based raster bands fed to the model (None: the card's).
         batch_size: tiles per forward pass or ``"auto"``. device: auto, cpu, cuda, cuda:N.
         precision: auto (fp32 on CPU, bf16/fp16 autocast on CUDA), fp32, bf16, fp16.

@@ -324,37 +324,55 @@ class Engine:
 
     def finish_block(self, acc: np.ndarray, region: Rect, core: Rect, valid_core: np.ndarray,
                      image_region: np.ndarray | None, crf, want_probabilities: bool):
-        """Labels (uint8, 255 = nodata) of ``core`` and optional uint8 probabilities (0-255)."""
-        if crf is not None:
-            from ..crf.dense import dense_crf
+        """Labels (uint8, 255 = nodata) of ``core`` and optional uint8 probabilities (0-255).
 
-            t0 = time.perf_counter()
-            probs = torch.from_numpy(acc.astype(np.float32) / SCALE).to(self.device)
-            # in-process (workers) the CRF takes all the cores: 1.5x faster on 2 threads than on the 1
-            # a napari job thread starts with; a cluster's tasks keep the threads their worker has
-            with all_cores() if self.workers else contextlib.nullcontext():
-                refined = dense_crf(probs, torch.from_numpy(image_region).to(self.device), **crf.to_dict())
-            scores = refined[(slice(None), *core.slices(region))].cpu().numpy()
-            self.timings.crf += time.perf_counter() - t0
-        else:
-            scores = acc[(slice(None), *core.slices(region))]
+        With ``crf`` the CRF refines ``core`` window by window (the grid of ``crf.window_size``
+        anchored at the raster origin, each window with ``crf.halo`` pixels of context inside
+        ``region``), so a pixel's label does not depend on the block it falls in."""
+        h, w = core.height, core.width
+        labels = np.empty((h, w), dtype=np.uint8)
+        probabilities = np.empty((acc.shape[0], h, w), dtype=np.uint8) if want_probabilities else None
+        if crf is None:
+            self._labels(acc[(slice(None), *core.slices(region))], valid_core, labels, probabilities,
+                         np.float32(255.0 / SCALE), fixed=True)
+            return labels, probabilities
+        from ..crf.dense import iter_crf_windows
+
+        t0 = time.perf_counter()
+        local = core.slices(region)
+        box = (local[0].start, local[1].start, h, w)
+        # in-process (workers) the CRF takes all the cores: 1.5x faster on 2 threads than on the 1
+        # a napari job thread starts with; a cluster's tasks keep the threads their worker has
+        with all_cores() if self.workers else contextlib.nullcontext():
+            for (r0, c0, bh, bw), refined in iter_crf_windows(acc, image_region, crf, core=box,
+                                                              origin=(region.row_off, region.col_off),
+                                                              scale=1.0 / SCALE, device=self.device):
+                rows, cols = slice(r0 - box[0], r0 - box[0] + bh), slice(c0 - box[1], c0 - box[1] + bw)
+                self.timings.crf += time.perf_counter() - t0
+                self._labels(refined.cpu().numpy(), valid_core[rows, cols], labels[rows, cols],
+                             None if probabilities is None else probabilities[:, rows, cols], np.float32(255.0),
+                             fixed=False)
+                t0 = time.perf_counter()
+        self.timings.crf += time.perf_counter() - t0
+        return labels, probabilities
+
+    def _labels(self, scores: np.ndarray, valid: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
+                factor: np.float32, fixed: bool) -> None:
+        """Fill ``labels`` (and ``probabilities``, ``scores`` x ``factor`` rounded) from classes x h x w
+        ``scores``: fixed-point accumulator values (``fixed``) or float probabilities."""
         t0 = time.perf_counter()
         h, w = scores.shape[1:]
-        labels = np.empty((h, w), dtype=np.uint8)
-        probabilities = np.empty(scores.shape, dtype=np.uint8) if want_probabilities else None
-        factor = np.float32(255.0 if crf is not None else 255.0 / SCALE)
         # A few rows at a time: the temporaries stay ~1 MB instead of several arrays of the block's size.
         step = max(1, (1 << 18) // max(1, w))
         for r0 in range(0, h, step):
             rows = slice(r0, min(h, r0 + step))
-            part, ok = scores[:, rows], valid_core[rows]
-            labels[rows] = self.lut[argmax_fixed(part) if crf is None else np.argmax(part, axis=0)]
+            part, ok = scores[:, rows], valid[rows]
+            labels[rows] = self.lut[argmax_fixed(part) if fixed else np.argmax(part, axis=0)]
             labels[rows][~ok] = NODATA_LABEL
             if probabilities is not None:
                 probabilities[:, rows] = np.rint(part * factor).clip(0, 255).astype(np.uint8)
                 probabilities[:, rows][:, ~ok] = 0
         self.timings.labels += time.perf_counter() - t0
-        return labels, probabilities
 
     def _scaled_weights(self, row: int, col: int) -> np.ndarray:
         """Blend weights x :data:`SCALE` (float32, exact: SCALE is a power of two) of a tile; there are

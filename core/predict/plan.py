@@ -120,7 +120,7 @@ class RunPlan:
     area: Rect  # region to segment, pixels of the raster
     out: Path  # output folder (created)
     grid: TileGrid  # the global tile grid (anchored at the raster origin)
-    block: int  # block side in pixels, snapped to whole tile strides
+    block: int  # block side in pixels, snapped to whole tile strides (whole CRF windows with the CRF)
     blocks: BlockGrid  # the blocks covering ``area``
     halo: int  # CRF context around each block, pixels (0 without CRF)
     raster: Rect  # the whole raster
@@ -148,7 +148,8 @@ def plan_run(config: PredictConfig, info, card) -> RunPlan:
                   predict_outputs(config, card))
     out = prepare_out_dir(config.out_dir, truth=config.truth, info=info, vector=config.vector)
     grid = TileGrid(info.width, info.height, tile_size, int(overlap))
-    block = snap_block_size(config.block_size, grid.stride)
     crf = config.crf
+    # with the CRF, a block holds whole CRF windows (their grid is anchored at the raster origin)
+    block = snap_block_size(config.block_size, grid.stride if crf is None else int(crf.window_size))
     return RunPlan(tile_size, int(overlap), bands, area, out, grid, block, BlockGrid(area, block),
                    int(crf.halo) if crf is not None else 0, Rect(0, 0, info.width, info.height))

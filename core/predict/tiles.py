@@ -7,7 +7,7 @@ All coordinates are in pixels of the source raster (column, row), with (0, 0) it
   output region or block size. Tiles at the right/bottom edge may extend past the raster (they are
   padded there), so the model input never shrinks.
 - **Blocks** (the unit of work, memory and resume) start at multiples of ``block_size`` rounded up to
-  a whole number of strides, clipped to the output region.
+  a whole number of strides (of CRF windows when the CRF runs), clipped to the output region.
 - **Blend weights** are a separable window per tile: 1 in the middle and a sin^2 ramp over the
   ``overlap`` pixels on each side that has a neighbouring tile. Neighbouring ramps add up to exactly 1,
   so the weights of the tiles covering any pixel form a partition of unity (requires
@@ -104,7 +104,8 @@ def check_tiling(tile_size: int, overlap: int, width: int, height: int, where: s
 
 
 def snap_block_size(block_size: int, stride: int) -> int:
-    """``block_size`` rounded up to a whole number of tile strides (pixels), at least one stride."""
+    """``block_size`` rounded up to a whole number of ``stride`` pixels (the tile stride, or the CRF
+    window with the CRF), at least one."""
     check_whole(block_size, "block size", minimum=1)
     return max(1, math.ceil(block_size / stride)) * stride
 
@@ -195,7 +196,7 @@ class Block:
 
 @dataclass(frozen=True)
 class BlockGrid:
-    """Blocks of ``block_size`` pixels (a multiple of the stride), anchored at the raster origin,
+    """Blocks of ``block_size`` pixels (a multiple of the stride or CRF window), anchored at the raster origin,
     clipped to ``area`` (the output region)."""
 
     area: Rect

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -199,8 +199,9 @@ def test_one_uint16_image_gets_the_same_crf_colours_in_predict_refine_and_napari
     # blocks: each block's colours are the whole image's (no block-by-block stretch, no seams)
     for run in (lambda: refine_raster(image_path, labels_path, tmp_path / "blocks.tif", params, block_size=64,
                                       halo=8, cog=False),
-                lambda: predict_raster(image_path, (_model(), Card()), tmp_path / "pred_blocks", crf=params,
-                                       block_size=48, overlap=16, preview=False)):
+                lambda: predict_raster(image_path, (_model(), Card()), tmp_path / "pred_blocks",
+                                       crf=replace(params, window_size=48), block_size=48, overlap=16,
+                                       preview=False)):
         spy.clear()
         run()
         assert len(spy) > 1

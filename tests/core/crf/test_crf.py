@@ -101,7 +101,7 @@ def test_matches_pydensecrf_on_aerial_images(tile, part):
     for iterations in (5, 10):
         ref = _reference(probs, rgb, iterations, p)
         ours = dense_crf(torch.from_numpy(probs), _chw(rgb), iterations=iterations, **{
-            k: v for k, v in p.to_dict().items() if k != "iterations"}).numpy()
+            k: v for k, v in p.kernel_dict().items() if k != "iterations"}).numpy()
         agreement = (ours.argmax(0) == ref.argmax(0)).mean()
         assert agreement >= 0.999, f"{iterations} iterations: argmax agreement {agreement:.5f}"
         assert np.abs(ours - ref).max() < 1e-3

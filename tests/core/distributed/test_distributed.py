@@ -106,7 +106,8 @@ def test_labels_and_polygons_identical_to_in_process(data, ref, client, tmp_path
 
 
 def test_crf_probabilities_truth_window_identical(data, client, tmp_path):
-    kwargs = dict(SETTINGS, crf=CRFParams(iterations=2, bilateral_sxy=8.0), probabilities=True, truth=data / "truth.tif",
+    kwargs = dict(SETTINGS, crf=CRFParams(iterations=2, bilateral_sxy=8.0, window_size=48), probabilities=True,
+                  truth=data / "truth.tif",
                   window=(10, 20, 150, 120))
     ref = predict_raster(data / "image.tif", data / "model.safetensors", tmp_path / "ref", **kwargs)
     got = predict_distributed(data / "image.tif", data / "model.safetensors", tmp_path / "dist", scheduler=client,

@@ -388,6 +388,32 @@ def test_crf_refines_blocks_and_is_recorded(image, tmp_path):
     assert json.loads(result.run_json.read_text())["parameters"]["crf"] == params.to_dict()
 
 
+def test_crf_labels_identical_for_every_block_size_and_order(image, tmp_path):
+    """The CRF runs on windows of one global grid (here 80 px, not a multiple of the 48 px tile
+    stride): blocks of 80, 160 or 10,000 px, a window of the raster and predict_array agree."""
+    from segdeep.crf.dense import CRFParams, dense_crf_blocks
+
+    params = CRFParams(iterations=2, bilateral_sxy=8.0, window_size=80)  # halo 32 px
+    results = {bs: run(image, tmp_path / f"b{bs}", crf=params, block_size=bs, probabilities=True)
+               for bs in (80, 160, 10_000)}
+    labels = {bs: read(r.labels) for bs, r in results.items()}
+    assert np.array_equal(labels[80], labels[160]) and np.array_equal(labels[80], labels[10_000])
+    with rasterio.open(results[80].probabilities) as a, rasterio.open(results[10_000].probabilities) as b:
+        assert np.array_equal(a.read(), b.read())
+    whole = run(image, tmp_path / "plain", probabilities=True)
+    assert 0.5 < (labels[80] == read(whole.labels)).mean() < 1.0  # the CRF changed some labels
+    win = read(run(image, tmp_path / "win", crf=params, block_size=80, window=(80, 80, 80, 160)).labels)
+    assert np.array_equal(win, labels[80][80:240, 80:160])  # windows aligned on the grid: same labels
+    with rasterio.open(image) as ds:
+        pixels = ds.read()
+    assert np.array_equal(predict_array(make("conv"), Card(), pixels, overlap=16, crf=params), labels[80])
+    # the same windows as the refine paths: CRF of the blended probabilities, window by window
+    with rasterio.open(whole.probabilities) as ds:
+        probs = torch.from_numpy(ds.read().astype(np.float32) / 255)
+    refined = dense_crf_blocks(probs, torch.from_numpy(pixels), params=params).argmax(0).numpy()
+    assert (refined == labels[80]).mean() > 0.97  # probabilities rounded to 8 bits here
+
+
 def test_predict_array_matches_the_raster_pipeline(image, tmp_path):
     labels = read(run(image, tmp_path / "o").labels)
     with rasterio.open(image) as ds:
