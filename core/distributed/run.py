@@ -34,9 +34,11 @@ from ..models.bundle import read_card
 from ..predict.config import PredictConfig, resolve_config, run_parameters
 from ..predict.events import BlockDone, PredictResult, PredictStarted, TilesDone
 from ..predict.journal import (
+    check_free_space,
     check_same_run,
     model_identity,
     run_fingerprint,
+    scratch_bytes,
     shared_path,
 )
 from ..predict.plan import plan_blocks, plan_run
@@ -143,6 +145,8 @@ def _iter_predict_distributed(config: PredictConfig, scheduler, retries: int,
         done = _finished_parts(state, parts_dir, fingerprint, run_id, all_blocks, resume=config.resume,
                                probabilities=probabilities)
         todo = [b.index for b in all_blocks if b.index not in done]
+        check_free_space(parts_dir, scratch_bytes(sum(all_blocks[i].rect.width * all_blocks[i].rect.height
+                                                      for i in todo), len(classes), probabilities))
         compute = sorted(set(todo) | {i for j in todo for i in needs.get(j, ())})
         last_use = {}
         for j in todo:

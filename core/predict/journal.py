@@ -1,7 +1,8 @@
 """The resume journal of a prediction run: which blocks are finished, and their results.
 
 Each finished block's labels (and probabilities, when asked for) are saved as ``.npy`` files in
-``<out_dir>/.segdeep-parts/`` under a temporary name and renamed; only then is the block added to
+``<out_dir>/.segdeep-parts/`` under a temporary name and renamed (a block that is all nodata is
+recorded as empty and costs no disk); only then is the block added to
 ``<out_dir>/.segdeep-journal.json`` (also rewritten through a temporary name). A run killed at any
 moment (even ``kill -9``) therefore leaves a journal whose blocks are all complete on disk. The
 journal stores the run's :func:`run_fingerprint` (everything that decides a finished block's
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..classes import NODATA_LABEL
 from ..errors import SegdeepError
 from ..io.atomic import write_json_atomic
 
@@ -31,6 +33,22 @@ if TYPE_CHECKING:
 
 JOURNAL_NAME = ".segdeep-journal.json"
 PARTS_NAME = ".segdeep-parts"
+_EMPTY = "empty:"  # digest of a part that was all nodata (no file), followed by its shape
+
+
+def scratch_bytes(pixels: int, num_classes: int, probabilities: bool) -> int:
+    """Most bytes the resume parts of ``pixels`` output pixels can take (1 byte a pixel of labels,
+    ``num_classes`` more with probabilities; empty blocks take none)."""
+    return int(pixels) * (1 + (int(num_classes) if probabilities else 0))
+
+
+def check_free_space(folder: str | Path, need: int, what: str = "the run's scratch (resume parts)") -> None:
+    """One-line :class:`SegdeepError` naming ``folder`` when its disk has less than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise SegdeepError(f"{folder}: {what} may need up to {need / 2**30:.2f} GB but the disk has "
+                           f"{free / 2**30:.2f} GB free; free some space, choose another --out or a smaller "
+                           "--window")
 
 
 def model_digest(model) -> str:
@@ -186,6 +204,8 @@ class Journal:
         return ("labels", "probabilities") if self.fingerprint.get("probabilities") else ("labels",)
 
     def _intact(self, name: str, digest: str | None) -> bool:
+        if digest is not None and digest.startswith(_EMPTY):
+            return True
         try:
             return digest is not None and _bytes_digest((self.parts / name).read_bytes()) == digest
         except OSError:
@@ -199,19 +219,30 @@ class Journal:
                                       "digests": dict(sorted(self.digests.items()))})
 
     def finish_block(self, index: int, labels: np.ndarray, probabilities: np.ndarray | None = None) -> None:
-        """Save a block's results, then record it as finished."""
+        """Save a block's results, then record it as finished. A block that is all nodata (labels
+        255, probabilities 0) writes no file: the journal records it as empty."""
         items = [("labels", labels)] + ([("probabilities", probabilities)] if probabilities is not None else [])
+        empty = bool((labels == NODATA_LABEL).all()) and (probabilities is None or not probabilities.any())
         for kind, array in items:
             final = self.part_path(index, kind)
+            if empty:
+                self.digests[final.name] = _EMPTY + ",".join(str(n) for n in array.shape)
+                continue
             tmp = final.with_name(final.stem + ".tmp.npy")
             buffer = io.BytesIO()
             np.save(buffer, array)
             data = buffer.getvalue()
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                # names the folder (a failed write() names no file)
+                raise OSError(exc.errno, exc.strerror, str(self.parts)) from None
             self.digests[final.name] = _bytes_digest(data)
         self.done.add(index)
         self._save()
@@ -220,6 +251,10 @@ class Journal:
         """A finished block's saved ``kind`` ("labels" or "probabilities"); a part that became
         unreadable since the journal checked it is a one-line :class:`SegdeepError`."""
         path = self.part_path(index, kind)
+        digest = self.digests.get(path.name) or ""
+        if digest.startswith(_EMPTY):
+            shape = tuple(int(n) for n in digest[len(_EMPTY):].split(","))
+            return np.full(shape, NODATA_LABEL if kind == "labels" else 0, dtype=np.uint8)
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:

@@ -37,7 +37,7 @@ from .engine import Engine
 from .events import BlockDone, Finishing, PredictResult, PredictStarted, TilesDone
 from .finish import PreviewSampler, card_dict, finish_outputs
 from .fusion import TestTimeFusion
-from .journal import Journal, model_identity, run_fingerprint
+from .journal import Journal, check_free_space, model_identity, run_fingerprint, scratch_bytes
 from .plan import default_overlap, model_tile_size, plan_blocks, plan_run
 from .sinks import BlockWriter, PieceSpill, Sinks
 from .source import BlockReader
@@ -108,6 +108,8 @@ def _iter_predict(config: PredictConfig) -> Generator[object, None, PredictResul
     journal = Journal(out, fingerprint, config.resume)
     all_blocks = list(blocks)
     todo = [b for b in all_blocks if b.index not in journal.done]
+    check_free_space(journal.parts, scratch_bytes(sum(b.rect.width * b.rect.height for b in todo),
+                                                  len(engine.classes), probabilities))
     plans, later = plan_blocks(grid, blocks, todo, halo, raster)
     total_tiles = sum(len(p[2]) for p in plans)
     yield PredictStarted(total_tiles, len(all_blocks), len(all_blocks) - len(todo), str(dev), prec, batch, block,
