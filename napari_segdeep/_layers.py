@@ -201,14 +201,21 @@ def write_layer_geotiff(layer, path: str | Path, window: tuple[int, int, int, in
     return Path(path)
 
 
-def visible_window(viewer, layer) -> tuple[int, int, int, int]:
-    """The part of an Image layer shown on the canvas: (col, row, width, height) in its pixels."""
+def canvas_size(viewer) -> tuple[int, int]:
+    """(height, width) of the canvas in screen pixels (800 x 800 when unknown)."""
     import warnings
 
-    h, w = image_size(layer)
     with warnings.catch_warnings():  # napari has no public canvas size yet (0.9: FutureWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        canvas_h, canvas_w = (getattr(viewer, "_canvas_size", None) or (800, 800))[-2:]
+        size = getattr(viewer, "_canvas_size", None) or (800, 800)
+    return int(size[-2]), int(size[-1])
+
+
+def visible_window(viewer, layer) -> tuple[int, int, int, int]:
+    """The part of an Image layer shown on the canvas: (col, row, width, height) in its pixels."""
+
+    h, w = image_size(layer)
+    canvas_h, canvas_w = canvas_size(viewer)
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
     zoom = float(camera.zoom) or 1.0
     cy, cx = tuple(camera.center)[-2:]

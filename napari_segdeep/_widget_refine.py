@@ -26,6 +26,7 @@ from segdeep.errors import SegdeepError
 
 from ._cursor import show_cursor_readout
 from ._layers import (
+    canvas_size,
     check_pair,
     image_region,
     image_size,
@@ -292,8 +293,12 @@ class RefineWidget(QWidget):
         self._regions[uname] = (regions, step)
         region = regions[step]
         center = ulayer.data_to_world((region.center_row, region.center_col))
+        corner = ulayer.data_to_world((region.row, region.col))
+        far = ulayer.data_to_world((region.row + region.height, region.col + region.width))
         camera = self.viewer.camera
         camera.center = tuple(center)[-2:]
+        size = max(abs(far[-1] - corner[-1]), abs(far[-2] - corner[-2]), 1e-9)
+        camera.zoom = 0.3 * min(canvas_size(self.viewer)) / size  # the region fills about a third of the view
         ulayer.visible = True
         self.status.setText(f"uncertain region {step + 1} / {len(regions)}: {region.area} px at col {region.col}, "
                             f"row {region.row}")

@@ -129,6 +129,10 @@ class Job:
         self.pbar.set_description(f"{self.pbar.desc} (cancelling)")
 
     def _event(self, event) -> None:
+        # the handler first: moving the bar repaints and may run the end handler re-entrantly, which
+        # must have the last word on the status line
+        if self._on_event is not None and not self.ended:
+            self._on_event(event)
         if self._progress_of is not None:
             step = self._progress_of(event)
             if step is not None:
@@ -136,8 +140,6 @@ class Job:
                 if self.pbar.total != total:
                     self.pbar.total = total  # emits napari's "total" event: the activity bar gets its scale
                 self._move_bar(done)
-        if self._on_event is not None:
-            self._on_event(event)
 
     def _move_bar(self, done: int) -> None:
         """Move the bar to ``done`` with ``update`` (emits napari's "value" event, which setting ``n``
@@ -148,7 +150,8 @@ class Job:
             return
         self._bar_moving = True
         try:
-            while self.pbar.n != self._bar_target:
+            # a closed bar (the job ended meanwhile) ignores updates: stop rather than spin
+            while self.pbar.n != self._bar_target and not self.pbar.disable:
                 self.pbar.update(self._bar_target - self.pbar.n)
         finally:
             self._bar_moving = False

@@ -47,16 +47,26 @@ class UncertainRegion:
     score: float
 
 
-def uncertain_regions(uncertainty: np.ndarray, *, threshold: float = 0.5, min_area: int = 16,
-                      limit: int = 100) -> list[UncertainRegion]:
+def uncertain_regions(uncertainty: np.ndarray, *, threshold: float | None = None, min_area: int = 16,
+                      limit: int = 100, share: float = 0.05) -> list[UncertainRegion]:
     """The regions where ``uncertainty`` (H x W, 0..1) is at least ``threshold``, of at least
-    ``min_area`` pixels, ranked by summed uncertainty (largest first); at most ``limit``."""
+    ``min_area`` pixels, ranked by summed uncertainty (largest first); at most ``limit``.
+
+    ``threshold`` None: the least certain ``share`` of the pixels (at least 0.5), so a model that
+    is unsure almost everywhere still gives separate places to look at, not one region."""
     u = np.asarray(uncertainty, dtype=np.float32)
     if u.ndim != 2:
         raise SegdeepError(f"uncertainty must be height x width, got shape {u.shape}")
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is None:
+        threshold = max(0.5, float(np.quantile(u, 1.0 - share))) if u.size else 0.5
+        mask = u >= threshold
+        if mask.mean() > share:  # a plateau at the threshold: keep only what is above it
+            mask = u > threshold
+    elif not 0.0 <= threshold <= 1.0:
         raise SegdeepError(f"threshold must be between 0 and 1, got {threshold}")
-    labels, n = ndimage.label(u >= threshold)
+    else:
+        mask = u >= threshold
+    labels, n = ndimage.label(mask)
     if n == 0:
         return []
     index = np.arange(1, n + 1)

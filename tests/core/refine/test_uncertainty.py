@@ -30,3 +30,15 @@ def test_regions_ranked_worst_first():
     assert [(r.row, r.col, r.width, r.height, r.area) for r in regions] == [(30, 50, 10, 10, 100), (5, 5, 5, 5, 25)]
     assert regions[0].score == pytest.approx(60.0) and regions[0].center_row == pytest.approx(34.5)
     assert uncertain_regions(u, threshold=0.95) == []
+
+
+def test_default_threshold_splits_a_model_unsure_everywhere():
+    rng = np.random.default_rng(0)
+    u = np.full((200, 200), 0.7, np.float32) + rng.uniform(0, 0.01, (200, 200)).astype(np.float32)
+    u[20:30, 20:30] = 0.99
+    u[150:170, 100:110] = 0.98
+    assert len(uncertain_regions(u, threshold=0.5)) == 1  # everything: no help
+    regions = uncertain_regions(u)  # the least certain 5 %
+    first, second = regions[:2]
+    assert abs(first.center_row - 159.5) < 1 and abs(first.center_col - 104.5) < 1  # the larger, first
+    assert abs(second.center_row - 24.5) < 1 and abs(second.center_col - 24.5) < 1
