@@ -2,7 +2,7 @@
 
 Opens the sample scene, runs the Segment widget with the shipped default model, refines the result
 with the Refine widget (dense CRF + small-region removal), evaluates it against the scene's truth
-with the Evaluate widget, and saves a PNG of the whole window after each step into
+with the Evaluate widget, steps to the least certain region (Refine's "Next uncertain region"), and saves a PNG of the whole window after each step into
 ``docs/screenshots/``. Without the shipped model (``sample_data/models/default.safetensors``) it
 says so and stops, unless ``--model`` names another bundle.
 
@@ -88,11 +88,14 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     segment.image.set_layer(image.name)
+    segment.probabilities.setChecked(True)  # also the uncertainty layer, for 05
     segment.run_button.click()
     wait(app, segment)
     print(f"screenshots: segmented {image.data.shape[1]} x {image.data.shape[0]} px in "
           f"{time.perf_counter() - t0:.1f} s ({segment.device_used.text()})")
     labels = segment.result_layer
+    h, w = labels.data.shape
+    viewer.cursor.position = tuple(labels.data_to_world((h * 0.4, w * 0.55)))  # the map/class readout
     shot("02_segment.png")
 
     show_only(viewer, docks, "Refine")
@@ -112,6 +115,9 @@ def main(argv=None) -> int:
     viewer.layers.selection.active = labels
     refine.pick_class(0)
     shot("03_refine.png")
+    refine.next_button.click()  # the least certain region, with the uncertainty layer shown
+    shot("05_uncertain.png")
+    viewer.layers[labels.metadata["uncertainty_layer"]].visible = False
     viewer.reset_view()
 
     show_only(viewer, docks, "Evaluate")
