@@ -168,7 +168,7 @@ class _Sink:
         for layer in layers:
             target = self.tmpdir / self.file_for(layer).name
             try:
-                found = pyogrio.read_info(target, layer=layer)["features"]
+                found = pyogrio.read_info(target, layer=layer if self.fmt == "gpkg" else None)["features"]
             except Exception as exc:  # noqa: BLE001 - any failure to read back means a bad file
                 found, why = None, " ".join(str(exc).split())[:120]
             else:

@@ -247,7 +247,7 @@ def test_refine_cli_errors(tmp_path, capsys):
     image = write_geotiff(tmp_path / "image.tif", np.zeros((3, 20, 30), np.uint8))
     small = write_geotiff(tmp_path / "small.tif", np.zeros((1, 20, 20), np.uint8))
     assert main(["refine", str(image), str(small), "--out", str(tmp_path / "o.tif")]) == 2
-    assert "size 20 x 20 differs" in capsys.readouterr().err
+    assert "size 20 x 20 px differs from the image" in capsys.readouterr().err
     bad = write_geotiff(tmp_path / "bad.tif", np.full((1, 20, 30), 9, np.uint8))
     assert main(["refine", str(image), str(bad), "--out", str(tmp_path / "o.tif")]) == 2
     assert "label value 9" in capsys.readouterr().err
