@@ -29,12 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
-import rasterio.windows
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_out import scene_mosaic  # noqa: E402
+from scale_out import mosaic, scene_mosaic  # noqa: E402
 
 SEGDEEP = [sys.executable, "-m", "segdeep.cli"]
 MODEL = ROOT / "sample_data" / "models" / "default.safetensors"
@@ -65,18 +63,7 @@ def tree_rss_mb(pid: int) -> float:
 
 def label_mosaic(path: Path, size: int) -> Path:
     """The truth labels tiled as :func:`scene_mosaic` tiles the image (same flips and rotations)."""
-    with rasterio.open(ROOT / "sample_data" / "scene_labels.tif") as src:
-        labels, profile = src.read(), src.profile
-    profile.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
-    n = labels.shape[1]
-    with rasterio.open(path, "w", **profile) as ds:
-        for k, r in enumerate(range(0, size, n)):
-            for m, c in enumerate(range(0, size, n)):
-                piece = np.rot90(labels, k=(k + m) % 4, axes=(1, 2))
-                piece = piece[:, :, ::-1] if (k * 7 + m) % 2 else piece
-                h, w = min(n, size - r), min(n, size - c)
-                ds.write(np.ascontiguousarray(piece[:, :h, :w]), window=rasterio.windows.Window(c, r, w, h))
-    return path
+    return mosaic(ROOT / "sample_data" / "scene_labels.tif", path, size)
 
 
 def run(cmd: list[str], max_seconds: float | None) -> tuple[float, float, list[float], bool]:

@@ -52,25 +52,31 @@ def random_bundle(path: Path) -> Path:
     return save_bundle(model, card, path)
 
 
-def scene_mosaic(path: Path, size: int) -> Path:
-    """A size x size px RGB GeoTIFF tiled with flipped / rotated copies of the committed sample scene."""
+def mosaic(source: Path, path: Path, size: int) -> Path:
+    """A ``size`` x ``size`` px tiled GeoTIFF of flipped and rotated copies of ``source`` (its CRS,
+    transform, bands and dtype), so that no two neighbouring copies look alike to the model."""
     import rasterio
     from rasterio.windows import Window
 
-    with rasterio.open(SCENE) as src:
-        scene = src.read()
-        profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", tiled=True,
-                       blockxsize=256, blockysize=256, compress="deflate", crs=src.crs,
-                       transform=src.transform, BIGTIFF="IF_SAFER")
-    n = scene.shape[1]
+    with rasterio.open(source) as src:
+        data = src.read()
+        profile = dict(driver="GTiff", width=size, height=size, count=src.count, dtype=src.dtypes[0],
+                       crs=src.crs, transform=src.transform, nodata=src.nodata, tiled=True, blockxsize=256,
+                       blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+    n = data.shape[1]
     with rasterio.open(path, "w", **profile) as ds:
         for k, r in enumerate(range(0, size, n)):
             for m, c in enumerate(range(0, size, n)):
-                piece = np.rot90(scene, k=(k + m) % 4, axes=(1, 2))
+                piece = np.rot90(data, k=(k + m) % 4, axes=(1, 2))
                 piece = piece[:, :, ::-1] if (k * 7 + m) % 2 else piece
                 h, w = min(n, size - r), min(n, size - c)
                 ds.write(np.ascontiguousarray(piece[:, :h, :w]), window=Window(c, r, w, h))
     return path
+
+
+def scene_mosaic(path: Path, size: int) -> Path:
+    """:func:`mosaic` of the sample scene."""
+    return mosaic(SCENE, path, size)
 
 
 def cpu_s() -> float:

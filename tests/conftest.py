@@ -42,3 +42,15 @@ def make_geotiff(tmp_path):
         return write_geotiff(tmp_path / name, array, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: small tensors on a shared 2-core machine, where more threads
+    only add OpenMP contention (5x less CPU for the model tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

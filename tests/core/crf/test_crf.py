@@ -30,13 +30,7 @@ def _dubai() -> Path | None:
     return root / "dubai" if (root / "dubai").is_dir() else None
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine more threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 needs_data = pytest.mark.skipif(_dubai() is None, reason="real Dubai images not found (../shared/data or SEGDEEP_SHARED_DATA)")

@@ -29,7 +29,7 @@ LIGHT: dict[str, dict] = {**LIGHT_KWARGS, "unet": {"base_channels": 8}}
 HEIGHT, WIDTH = 29, 43  # odd, and not a multiple of any output stride
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/core/models/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES, ids=ARCHITECTURES)

@@ -27,7 +27,7 @@ REFERENCE_PARAMETERS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/core/models/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), REFERENCE_PARAMETERS)

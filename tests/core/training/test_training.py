@@ -33,12 +33,7 @@ CLASSES = [ClassInfo(0, "red", (200, 40, 40)), ClassInfo(1, "green", (40, 200, 4
 TINY = dict(arch="unet", model_kwargs={"base_channels": 8, "depth": 3}, tile_size=64, batch_size=4, lr=5e-3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def scene(seed: int, size: int = 96, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
