@@ -44,7 +44,7 @@ def make_geotiff(tmp_path):
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for the test: small tensors on a shared 2-core machine, where more threads
     only add OpenMP contention (5x less CPU for the model tests)."""
